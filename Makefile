@@ -42,7 +42,8 @@ test-all: install
 demo: install
 	$(VENV)/bin/jobpred synth --config configs/local.yaml --out $(RUN)/input/persons.jsonl --quiet
 	$(VENV)/bin/jobpred prepare --config configs/local.yaml --input $(RUN)/input/persons.jsonl --out $(RUN)
-	@echo "run directory: $(RUN) (manifest.json, summary.json, examples/, rejected.jsonl)"
+	$(VENV)/bin/jobpred evaluate --config configs/local.yaml --run $(RUN) --baselines-only > $(RUN)/evaluate.json
+	@echo "run directory: $(RUN) (manifest.json, summary.json, examples/, rejected.jsonl, predictions/, report/report.md)"
 
 bench: install
 	$(PY) -m benchmarks

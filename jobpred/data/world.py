@@ -87,5 +87,5 @@ class World:
 
     @classmethod
     @functools.cache
-    def load(cls) -> "World":
+    def load(cls) -> World:
         return cls()

@@ -2,7 +2,7 @@
 
 from jobpred.taxonomy.onet import EDUCATION_LEVELS, Occupation, Taxonomy, read_table
 
-__all__ = ["EDUCATION_LEVELS", "Occupation", "Taxonomy", "read_table", "TitleNormalizer"]
+__all__ = ["EDUCATION_LEVELS", "Occupation", "Taxonomy", "TitleNormalizer", "read_table"]
 
 
 def __getattr__(name: str):

@@ -11,8 +11,8 @@ How a title is matched, cheapest first (the first that hits wins):
    looked up among the official, alternate and short titles of O*NET 29.3, canonicalised the same way.
 2. **stripped**: the same after removing seniority and level words ("senior", "II", "level 3", "lead") and
    context after a separator ("Registered Nurse - ICU", "Cashier at Walmart", "Driver (CDL-A)").
-3. **fuzzy**: rapidfuzz token-set/token-sort similarity against keys sharing a word with the query, plus plain edit-distance ratio
-   against all keys (catches typos like "Acountant").
+3. **fuzzy**: rapidfuzz token-set/token-sort similarity against keys sharing a word with the query; a
+   word O*NET never uses is replaced by its closest vocabulary words first (catches "Acountant").
 A key can belong to several occupations ("truck driver" is an alternate title of five): candidates are
 ordered by match score, then by the source of the O*NET title (official titles outvote alternates), then
 by how much the occupation's own O*NET titles use the query's words (idf-weighted): "forklift operator"
@@ -62,9 +62,7 @@ ABBREVIATIONS: dict[str, str] = {
 
 # Words that qualify a title without changing the occupation; dropped in the "stripped" pass.
 QUALIFIERS = frozenset(
-    "senior junior lead principal staff trainee intern internship entry level mid "
-    "i ii iii iv v vi 1 2 3 4 5 6 temp temporary contract contractor freelance part full time remote "
-    "experienced experience night day shift weekend 1st 2nd 3rd master".split()
+    ["senior", "junior", "lead", "principal", "staff", "trainee", "intern", "internship", "entry", "level", "mid", "i", "ii", "iii", "iv", "v", "vi", "1", "2", "3", "4", "5", "6", "temp", "temporary", "contract", "contractor", "freelance", "part", "full", "time", "remote", "experienced", "experience", "night", "day", "shift", "weekend", "1st", "2nd", "3rd", "master"]
 )
 _SEPARATORS = re.compile(r"\s(?:-|–|—|\||@|at|for|with)\s|[(\[{,;/]")
 _NON_WORD = re.compile(r"[^\w&]+")
@@ -181,6 +179,7 @@ class TitleNormalizer:
             for w in set(key.split()):
                 if len(w) > 2:
                     self._by_word[w].append(i)
+        self._vocab = list(self._by_word)
         self._cache: dict[str, Match] = {}
 
     # -- public -------------------------------------------------------------------------------------
@@ -235,16 +234,27 @@ class TitleNormalizer:
 
     def _fuzzy(self, raw: str, query: str) -> Match:
         fuzz, process = self._fuzz, self._process
-        pool = {i for w in query.split() if len(w) > 2 for i in self._by_word.get(w, ())}
+        # Candidate keys: those sharing a word with the query. A word O*NET never uses is probably a typo:
+        # its closest vocabulary words (edit-distance ratio >= 80) stand in for it ("acountant").
+        pool: set[int] = set()
+        for w in query.split():
+            if len(w) <= 2:
+                continue
+            if w in self._by_word:
+                pool.update(self._by_word[w])
+                continue
+            for close, _, _ in process.extract(w, self._vocab, scorer=fuzz.ratio, limit=3, score_cutoff=80):
+                pool.update(self._by_word[close])
         scored: dict[str, float] = {}
         if pool:
             choices = [self._keys[i] for i in pool]
-            # token_set alone rewards any shared word; averaging with token_sort penalises extra words
-            for key, s, _ in process.extract(query, choices, scorer=_overlap, limit=25, score_cutoff=60):
-                scored[key] = s
-        # Typos share no word with any key: plain edit-distance similarity over all keys.
-        for key, s, _ in process.extract(query, self._keys, scorer=fuzz.ratio, limit=10, score_cutoff=75):
-            scored[key] = max(s, scored.get(key, 0.0))
+            # token_set alone rewards any shared word; averaging with token_sort penalises extra words.
+            # Native scorer first (fast, over the whole pool), the average on its best 30 only.
+            for key, _, _ in process.extract(query, choices, scorer=fuzz.token_set_ratio, limit=30,
+                                             score_cutoff=60):
+                s = _overlap(query, key)
+                if s >= 60:
+                    scored[key] = s
         # per code: the best (similarity, vote share, word affinity) over its keys, and the key
         best: dict[str, tuple[tuple[float, float, float], str]] = {}
         for key, s in scored.items():

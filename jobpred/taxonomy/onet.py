@@ -80,7 +80,7 @@ class Taxonomy:
 
     @classmethod
     @functools.cache
-    def load(cls) -> "Taxonomy":
+    def load(cls) -> Taxonomy:
         return cls()
 
     # -- identity -----------------------------------------------------------------------------------

@@ -1,0 +1,92 @@
+"""Shared bits of the benchmarks: the machine's description, peak memory of a process tree, results files."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def machine() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+            "python": platform.python_version(), "os": platform.platform(terse=True)}
+
+
+class PeakMemory:
+    """Samples the proportional set size (PSS: shared pages split between sharers, so Ray's shared-memory
+    object store is not counted once per worker) of this process and all its descendants -- Ray workers,
+    raylet, GCS -- and keeps the peak of the sum. Use as a context manager."""
+
+    def __init__(self, interval: float = 1.0) -> None:
+        self.interval, self.peak_bytes = interval, 0
+        self._stop = threading.Event()
+
+    def _sample(self) -> int:
+        me = psutil.Process()
+        total = 0
+        for p in [me, *me.children(recursive=True)]:
+            try:
+                total += p.memory_full_info().pss
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+        return total
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.peak_bytes = max(self.peak_bytes, self._sample())
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> PeakMemory:
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def peak_gb(self) -> float:
+        return round(self.peak_bytes / 2**30, 2)
+
+
+def write_results(name: str, payload: dict) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = _dt.date.today().isoformat()
+    host = platform.node().split(".")[0] or "machine"
+    path = RESULTS / f"{stamp}-{name}-{os.cpu_count()}cpu.json"
+    payload = {"benchmark": name, "date": stamp, "host": host, "machine": machine(), **payload}
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+    return path
+
+
+def markdown_table(rows: list[dict]) -> str:
+    cols = list(rows[0])
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(str(r[c]) for c in cols) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+class Timer:
+    def __enter__(self) -> Timer:
+        self.start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.seconds = time.perf_counter() - self.start

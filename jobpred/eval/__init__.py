@@ -1,0 +1,31 @@
+"""Evaluation: the paper's metrics, baseline predictors and the report (layer 4; see architecture.md).
+
+    from jobpred.eval import run_baselines, run_report
+    run_baselines(cfg, "runs/demo")   # RUN_DIR/predictions/{popular,stay,markov,gru}.parquet
+    run_report("runs/demo")           # RUN_DIR/report/{report.md,metrics.json,*.png}
+
+Modules: ``metrics`` (AccEM, AccRM, Acc@k, MRR, CIs, breakdowns), ``score`` (`jobpred score`, both file
+formats), ``predictions`` (the predictions table), ``baselines`` / ``markov`` / ``seqmodel`` (predictors),
+``report``. Importing this package is light: polars and numpy only; torch and matplotlib load on use.
+"""
+
+from __future__ import annotations
+
+from jobpred.config import JobpredConfig
+
+
+def run_baselines(cfg: JobpredConfig, run_dir) -> dict:
+    """Fit and run ``cfg.baselines.predictors`` on the run's splits; returns per-predictor timings/paths."""
+    from jobpred.eval import baselines
+
+    return baselines.run(cfg.baselines, run_dir, cfg.ray)
+
+
+def run_report(run_dir, bootstrap: int = 1000, seed: int = 0) -> dict:
+    """Score every table in ``RUN_DIR/predictions`` and write ``RUN_DIR/report/``; returns the paths."""
+    from jobpred.eval.report import build_report
+
+    return build_report(run_dir, bootstrap=bootstrap, seed=seed)
+
+
+__all__ = ["run_baselines", "run_report"]

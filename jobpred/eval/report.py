@@ -1,0 +1,215 @@
+"""The evaluation report: every predictor in ``RUN_DIR/predictions/`` scored the same way, side by side.
+
+Run as:
+    jobpred evaluate --config configs/local.yaml --run runs/demo --baselines-only   # baselines, then this
+
+Writes ``RUN_DIR/report/``: ``metrics.json`` (everything :func:`jobpred.eval.score.score_predictions`
+returns, per predictor), ``report.md`` (headline table with 95% CIs, breakdowns by target Job Zone,
+history length and SOC major-group change, the most frequent major-group errors) and PNG plots. It is
+data-driven over the predictions folder: a new predictor (an LLM, a fine-tuned model) is one more
+``<name>.parquet`` there and so one more row and one more bar, with no code here.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from pathlib import Path
+
+import polars as pl
+
+from jobpred.eval.predictions import example_features, find_predictions
+from jobpred.eval.score import score_predictions, standardize_table
+from jobpred.rundir import RunDir
+
+REPORT_DIR = "report"
+HEADLINE = ("AccEM", "AccRM", "Acc@5", "MRR")
+BREAKDOWNS = {"job_zone": "target Job Zone", "history_length": "history length (jobs)",
+              "major_group_change": "SOC major group of the target vs the last job"}
+SOC_MAJOR_GROUPS = {
+    "11": "Management", "13": "Business and Financial Operations", "15": "Computer and Mathematical",
+    "17": "Architecture and Engineering", "19": "Life, Physical, and Social Science",
+    "21": "Community and Social Service", "23": "Legal", "25": "Educational Instruction and Library",
+    "27": "Arts, Design, Entertainment, Sports, and Media", "29": "Healthcare Practitioners and Technical",
+    "31": "Healthcare Support", "33": "Protective Service", "35": "Food Preparation and Serving Related",
+    "37": "Building and Grounds Cleaning and Maintenance", "39": "Personal Care and Service",
+    "41": "Sales and Related", "43": "Office and Administrative Support", "45": "Farming, Fishing, and Forestry",
+    "47": "Construction and Extraction", "49": "Installation, Maintenance, and Repair", "51": "Production",
+    "53": "Transportation and Material Moving", "55": "Military Specific",
+}
+
+
+def load_frame(path: Path, features: pl.LazyFrame) -> pl.DataFrame:
+    """A predictions table as a standard frame, with history features from the examples when absent."""
+    frame = standardize_table(pl.read_parquet(path))
+    wanted = [c for c in ("history_len", "last_code") if c not in frame.columns]
+    if wanted and "example_id" in frame.columns:
+        extra = features.select("example_id", *wanted).collect()
+        frame = frame.join(extra, on="example_id", how="left", maintain_order="left")
+    return frame
+
+
+def score_run(run: RunDir, bootstrap: int = 1000, seed: int = 0) -> dict[str, dict]:
+    """Predictor name -> score_predictions(...) for every table in the run's predictions folder."""
+    tables = find_predictions(run)
+    if not tables:
+        raise FileNotFoundError(
+            f"{run.path / 'predictions'} has no <predictor>.parquet; run `jobpred evaluate --baselines-only`"
+        )
+    examples = pl.scan_parquet(run.output("prepare", "examples") / "*.parquet")
+    features = example_features(examples)
+    return {name: score_predictions(load_frame(path, features), bootstrap=bootstrap, seed=seed)
+            for name, path in tables.items()}
+
+
+def build_report(run_dir, bootstrap: int = 1000, seed: int = 0) -> dict:
+    """Score every predictor, write report.md, metrics.json and the plots; record the ``report`` stage."""
+    run = RunDir(run_dir)
+    results = score_run(run, bootstrap, seed)
+    out = run.path / REPORT_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    meta = {"run": str(run.path), "bootstrap_samples": bootstrap, "bootstrap_seed": seed,
+            "generated_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    (out / "metrics.json").write_text(json.dumps({**meta, "predictors": results}, indent=2) + "\n")
+    plots = write_plots(results, out)
+    (out / "report.md").write_text(render_markdown(results, meta, plots))
+    outputs = {"report": f"{REPORT_DIR}/report.md", "metrics": f"{REPORT_DIR}/metrics.json",
+               **{Path(p).stem: f"{REPORT_DIR}/{p}" for p in plots}}
+    run.record_stage("report", outputs=outputs, config=meta,
+                     counts={n: r["total"] for n, r in results.items()})
+    return {"report": str(out / "report.md"), "metrics": str(out / "metrics.json"),
+            "plots": [str(out / p) for p in plots],
+            "predictors": {n: {m: r.get(m) for m in HEADLINE} for n, r in results.items()}}
+
+
+# ---- markdown ----------------------------------------------------------------------------------------
+
+
+def _cell(result: dict, metric: str) -> str:
+    value = result.get(metric)
+    if value is None:
+        return "-"
+    lo, hi = result["ci"].get(metric, [None, None])
+    return f"{value:.2f} [{lo:.2f}, {hi:.2f}]" if lo is not None else f"{value:.2f}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+            *["| " + " | ".join(r) + " |" for r in rows]]
+
+
+def _group_name(code: str) -> str:
+    return f"{code} {SOC_MAJOR_GROUPS.get(code, '')}".strip()
+
+
+def render_markdown(results: dict[str, dict], meta: dict, plots: list[str]) -> str:
+    order = sorted(results, key=lambda n: -(results[n]["AccRM"] or 0.0))
+    intro = (f"Generated {meta['generated_at']}. Percentages; 95% bootstrap CIs in brackets "
+             f"({meta['bootstrap_samples']} resamples, seed {meta['bootstrap_seed']}). AccEM / AccRM as in the "
+             "paper; Acc@5 and MRR over each predictor's ranked list ('-' where it does not rank). Invalid and "
+             "missing predictions count as misses.")
+    lines = [f"# Evaluation report: {meta['run']}", "", intro, "", "## Predictors", ""]
+    rows = [[n, str(results[n]["total"]), str(results[n]["valid"]), str(results[n]["invalid"]),
+             str(results[n]["missing"]), *[_cell(results[n], m) for m in HEADLINE]] for n in order]
+    lines += _table(["predictor", "n", "valid", "invalid", "missing", *HEADLINE], rows)
+    if "metrics.png" in plots:
+        lines += ["", "![headline metrics](metrics.png)"]
+    for key, title in BREAKDOWNS.items():
+        groups = _groups_of(results, key)
+        if not groups:
+            continue
+        lines += ["", f"## Accuracy by {title}", "", "AccEM / AccRM per group; n = examples in the group.", ""]
+        rows = []
+        for g in groups:
+            cells = [_pair(results[n], key, g) for n in order]
+            n_ = next((r["n"] for n in order for r in results[n]["breakdowns"].get(key, []) if r["group"] == g), 0)
+            rows.append([g, str(n_), *cells])
+        lines += _table(["group", "n", *order], rows)
+        if f"by_{key}.png" in plots:
+            lines += ["", f"![by {title}](by_{key}.png)"]
+    lines += ["", "## Most frequent SOC major-group errors", "",
+              "Valid predictions in another major group than the target; share = of those errors.", ""]
+    rows = [[n, _group_name(e["target_group"]), _group_name(e["predicted_group"]), str(e["n"]),
+             f"{100 * e['share']:.1f}%"] for n in order for e in results[n]["major_group_errors"][:5]]
+    lines += _table(["predictor", "target group", "predicted group", "n", "share"], rows)
+    if "major_group_errors.png" in plots:
+        lines += ["", "![major-group errors](major_group_errors.png)"]
+    return "\n".join(lines) + "\n"
+
+
+def _groups_of(results: dict[str, dict], key: str) -> list[str]:
+    seen: list[str] = []
+    for r in results.values():
+        for row in r["breakdowns"].get(key, []):
+            if row["group"] not in seen:
+                seen.append(row["group"])
+    return seen
+
+
+def _pair(result: dict, key: str, group: str) -> str:
+    row = next((r for r in result["breakdowns"].get(key, []) if r["group"] == group), None)
+    return "-" if row is None else f"{row['AccEM']:.1f} / {row['AccRM']:.1f}"
+
+
+# ---- plots -------------------------------------------------------------------------------------------
+
+
+def write_plots(results: dict[str, dict], out: Path) -> list[str]:
+    """PNG plots into ``out``; returns their file names."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    names, written = list(results), []
+    width = 0.8 / max(len(names), 1)
+
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for i, n in enumerate(names):
+        vals = [results[n].get(m) or 0.0 for m in HEADLINE]
+        ci = [results[n]["ci"].get(m) or [v, v] for m, v in zip(HEADLINE, vals)]
+        err = np.array([[v - lo, hi - v] for v, (lo, hi) in zip(vals, ci)]).T  # (2, metrics)
+        ax.bar(np.arange(len(HEADLINE)) + i * width, vals, width, yerr=err, capsize=2, label=n)
+    ax.set_xticks(np.arange(len(HEADLINE)) + width * (len(names) - 1) / 2, HEADLINE)
+    ax.set_ylabel("%")
+    ax.set_title("Headline metrics (95% bootstrap CI)")
+    ax.legend(fontsize=8)
+    written.append(_save(fig, out, "metrics.png"))
+
+    for key, title in BREAKDOWNS.items():
+        groups = _groups_of(results, key)
+        if not groups:
+            continue
+        fig, ax = plt.subplots(figsize=(8, 4))
+        for i, n in enumerate(names):
+            by = {r["group"]: r["AccEM"] for r in results[n]["breakdowns"].get(key, [])}
+            ax.bar(np.arange(len(groups)) + i * width, [by.get(g, 0.0) for g in groups], width, label=n)
+        ax.set_xticks(np.arange(len(groups)) + width * (len(names) - 1) / 2, groups)
+        ax.set_ylabel("AccEM %")
+        ax.set_title(f"AccEM by {title}")
+        ax.legend(fontsize=8)
+        written.append(_save(fig, out, f"by_{key}.png"))
+
+    cols = min(3, len(names))
+    rows = -(-len(names) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 3.2 * rows), squeeze=False)
+    for ax, n in zip(axes.flat, names):
+        errors = results[n]["major_group_errors"][:8][::-1]
+        ax.barh([f"{e['target_group']} -> {e['predicted_group']}" for e in errors], [e["n"] for e in errors])
+        ax.set_title(n, fontsize=9)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    fig.suptitle("Most frequent SOC major-group errors (target -> predicted)")
+    written.append(_save(fig, out, "major_group_errors.png"))
+    return written
+
+
+def _save(fig, out: Path, name: str) -> str:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(out / name, dpi=110)
+    plt.close(fig)
+    return name

@@ -1,0 +1,1 @@
+"""Thin Ray job entry points, one per stage: `python -m pipelines.<stage> --config ... --run ...`."""
