@@ -35,7 +35,7 @@ def _one(engine: str, persons: int, workdir: Path) -> dict:
         with Timer() as t_prep:
             summary = prepare(data, workdir / f"run-{engine}",
                               PrepareConfig(engine=engine, chunk_mb=8),
-                              RayConfig(num_cpus=2, object_store_memory_mb=1024))
+                              RayConfig(num_cpus=3, object_store_memory_mb=1024))
     total = t_synth.seconds + t_prep.seconds
     return {
         "engine": engine, "persons": persons, "experiences": synth["experiences"],

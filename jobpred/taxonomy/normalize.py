@@ -236,15 +236,20 @@ class TitleNormalizer:
         fuzz, process = self._fuzz, self._process
         # Candidate keys: those sharing a word with the query. A word O*NET never uses is probably a typo:
         # its closest vocabulary words (edit-distance ratio >= 80) stand in for it ("acountant").
-        pool: set[int] = set()
+        postings: list[list[int]] = []
         for w in query.split():
             if len(w) <= 2:
                 continue
             if w in self._by_word:
-                pool.update(self._by_word[w])
+                postings.append(self._by_word[w])
                 continue
-            for close, _, _ in process.extract(w, self._vocab, scorer=fuzz.ratio, limit=3, score_cutoff=80):
-                pool.update(self._by_word[close])
+            close = process.extract(w, self._vocab, scorer=fuzz.ratio, limit=3, score_cutoff=80)
+            if close:  # one posting list per query word, however many spellings stand in for it
+                postings.append([i for c, _, _ in close for i in self._by_word[c]])
+        # The rarest words carry the identity of a title ("forklift", not "operator"): pool from the two
+        # shortest posting lists only, which keeps the pool small for titles full of common words.
+        postings.sort(key=len)
+        pool = {i for plist in postings[:2] for i in plist}
         scored: dict[str, float] = {}
         if pool:
             choices = [self._keys[i] for i in pool]
