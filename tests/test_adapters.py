@@ -212,3 +212,26 @@ def test_missing_required_column_is_named(tmp_path):
     src.write_text("resume_id,start_date\nr1,2015-Q1\n")
     with pytest.raises(ValueError, match="matched_code"):
         convert("jobhop", src, tmp_path / "x.jsonl")
+
+
+def test_current_job_words_mean_an_open_end():
+    from jobpred.data.adapters import _normalize_end
+
+    assert _normalize_end("Present") is None and _normalize_end(" now ") is None
+    assert _normalize_end("2015-Q2") == "2015-04"
+    assert _normalize_end("someday") == "someday"  # still passed through for the validator to reject
+
+
+def test_prepare_reads_a_public_format_end_to_end(tmp_path):
+    """`jobpred prepare --format jobhop`: conversion, then the standard validation and split."""
+    import json
+
+    from jobpred.config import PrepareConfig
+    from jobpred.data.prepare import prepare
+
+    summary = prepare(ASSETS / "jobhop.csv", tmp_path / "run", PrepareConfig(engine="local"), input_format="jobhop")
+    assert summary["read"] == summary["accepted"] + summary["rejected"] == summary["conversion"]["persons"] + summary[
+        "conversion"]["rows_without_person"]
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["stages"]["prepare"]["format"] == "jobhop"
+    assert summary["examples"] >= 1

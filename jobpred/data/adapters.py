@@ -97,6 +97,16 @@ def normalize_date(value: str | None) -> str | None:
     return value
 
 
+_CURRENT = frozenset({"present", "current", "now", "ongoing", "today", "heute", "actuel", "huidig"})
+
+
+def _normalize_end(value: str | None) -> str | None:
+    """End dates as exports write a current job ("present", "now") mean an open end: null."""
+    if value is not None and value.strip().casefold() in _CURRENT:
+        return None
+    return normalize_date(value)
+
+
 @functools.cache
 def _esco_index() -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
     """(URI uuid -> ESCO code, ESCO code -> label, ESCO code -> best O*NET code), built once."""
@@ -188,7 +198,7 @@ def _normalized_frame(raw: pl.DataFrame, cols: dict[str, str | None]) -> pl.Data
         title=pl.coalesce("title", _lookup("esco", {k: v[0] for k, v in esco.items()})),
         onet_code=_lookup("esco", {k: v[1] for k, v in esco.items()}),
         start=_lookup("start", _per_value(df["start"], normalize_date)),
-        end=_lookup("end", _per_value(df["end"], normalize_date)),
+        end=_lookup("end", _per_value(df["end"], _normalize_end)),
         _pos=pl.col("position").cast(pl.Float64, strict=False).cast(pl.Int64, strict=False),
     )
     if cols["start"] is None:  # _pick_columns only lets this through with synthetic_dates and a position
