@@ -51,6 +51,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--persons", type=int, default=1_000_000)
     parser.add_argument("--engines", nargs="+", default=["ray", "local"], choices=["ray", "local"])
+    parser.add_argument("--name", default="prepare", help="results file name (benchmarks/results/<date>-NAME-*.json)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -71,7 +72,7 @@ def main() -> None:
             r["prepare_speedup_vs_local"] = round(base["prepare_s"] / r["prepare_s"], 2)
     print(f"machine: {machine()}")
     print(markdown_table(rows))
-    print(f"results: {write_results('prepare', {'persons': args.persons, 'rows': rows})}")
+    print(f"results: {write_results(args.name, {'persons': args.persons, 'rows': rows})}")
 
 
 if __name__ == "__main__":
