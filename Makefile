@@ -4,6 +4,8 @@
 #   make test      fast unit tests + integration tests with real Ray / vLLM (not the `slow` ones)
 #   make test-all  everything, slow tests included
 #   make demo      the main job on the embedded default (configs/local.yaml)
+#   make reasons   oracle reasons for the demo run (teacher candidates, judge, selection, DPO pairs)
+#   make train     LoRA adapters for the demo run on Ray Train (joint SFT; TRAIN_ARGS="--mode two-model --dpo")
 #   make bench     benchmarks/ (results in benchmarks/results/)
 #
 # A machine without the local torch 2.13.0+cpu wheel needs the PyTorch CPU index:
@@ -18,7 +20,7 @@ STAMP := $(VENV)/.jobpred-installed
 RUN ?= runs/demo
 PYTEST_ARGS ?=
 
-.PHONY: install test test-all demo bench lint clean
+.PHONY: install test test-all demo reasons train bench lint clean
 
 install: $(STAMP)
 
@@ -44,6 +46,17 @@ demo: install
 	$(VENV)/bin/jobpred prepare --config configs/local.yaml --input $(RUN)/input/persons.jsonl --out $(RUN)
 	$(VENV)/bin/jobpred evaluate --config configs/local.yaml --run $(RUN) --baselines-only > $(RUN)/evaluate.json
 	@echo "run directory: $(RUN) (manifest.json, summary.json, examples/, rejected.jsonl, predictions/, report/report.md)"
+
+# Oracle reasons on the demo run directory (after `make demo`; resumes if interrupted). A few minutes on 2 cores.
+reasons: install
+	$(VENV)/bin/jobpred reasons --config configs/local.yaml --run $(RUN) > $(RUN)/reasons.json
+	@echo "reasons: $(RUN)/reasons/ (outcomes.parquet, oracle.parquet, dpo_pairs.parquet, candidates/, judgements/, errors/)"
+
+# LoRA fine-tuning on the demo run's oracle reasons (after `make reasons`; resumes if interrupted). Minutes on 2 cores.
+TRAIN_ARGS ?=
+train: install
+	$(VENV)/bin/jobpred train --config configs/local.yaml --run $(RUN) $(TRAIN_ARGS) > $(RUN)/train.json
+	@echo "adapters: $(RUN)/adapters/ (peft LoRA directories); per-step metrics: $(RUN)/train/<adapter>/metrics.jsonl"
 
 bench: install
 	$(PY) -m benchmarks

@@ -5,6 +5,8 @@
     jobpred normalize [TITLE ...] [--input FILE] [--top-k K]
     jobpred score     --input FILE [--predictor NAME]        (one JSON object: AccEM, AccRM, ...)
     jobpred evaluate  --config CFG --run RUN_DIR --baselines-only
+    jobpred reasons   --config CFG --run RUN_DIR              (oracle reasons; resumable)
+    jobpred train     --config CFG --run RUN_DIR [--mode joint|two-model] [--dpo]   (LoRA adapters; resumable)
 
 Stages that take a config accept ``--config configs/local.yaml`` and dotted overrides such as
 ``prepare.seed=3``. Errors in the input or the config print one line and exit with status 2.
@@ -82,6 +84,19 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     print(json.dumps({"baselines": baselines, **report}, indent=2))
 
 
+def _cmd_reasons(args: argparse.Namespace) -> None:
+    from jobpred.reasons import run
+
+    print(json.dumps(run(load_config(args.config, args.overrides), args.run), indent=2, default=str))
+
+
+def _cmd_train(args: argparse.Namespace) -> None:
+    from jobpred.train import run
+
+    result = run(load_config(args.config, args.overrides), args.run, mode=args.mode, dpo=args.dpo)
+    print(json.dumps(result, indent=2, default=str))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="jobpred", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -126,6 +141,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only the baselines (popular, stay, markov, gru); required until LLM predictors exist")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides")
     p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("reasons", help="oracle reasons: teacher candidates, LLM judge, selection, DPO pairs")
+    p.add_argument("--run", required=True, help="run directory (after `jobpred prepare`); resumes if killed")
+    p.add_argument("--config", help="YAML preset (configs/*.yaml); its `reasons` section")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides")
+    p.set_defaults(func=_cmd_reasons)
+
+    p = sub.add_parser("train", help="LoRA fine-tuning on oracle reasons with Ray Train (SFT, then DPO)")
+    p.add_argument("--run", required=True, help="run directory (after `jobpred reasons`); resumes if killed")
+    p.add_argument("--config", help="YAML preset (configs/*.yaml); its `train` section")
+    p.add_argument("--mode", choices=("joint", "two-model"), help="train.mode (default: the config's)")
+    p.add_argument("--dpo", action="store_true", default=None, help="DPO after SFT (train.dpo.enabled)")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides")
+    p.set_defaults(func=_cmd_train)
     return parser
 
 

@@ -78,7 +78,7 @@ class PrepareConfig(_Section):
     )
     chunk_mb: float = Field(8.0, gt=0, description="Input bytes per Ray Data block of JSON Lines.")
     concurrency: int | None = Field(
-        None, ge=1, description="Parallel prepare actors (None: Ray's CPUs, at most 8)."
+        None, ge=1, description="Parallel prepare actors (None: Ray's CPUs minus one for the writer, at most 8)."
     )
     seed: int = Field(0, description="Seed of the person-level split (a hash of seed and person_id).")
     split: SplitConfig = Field(default_factory=SplitConfig)
@@ -146,6 +146,255 @@ class BaselinesConfig(_Section):
     bootstrap_seed: int = Field(0, description="Seed of the bootstrap resamples.")
 
 
+class HttpEndpointConfig(_Section):
+    """An OpenAI-compatible chat-completions endpoint (e.g. GPT-4.1 as teacher or judge)."""
+
+    url: str = Field(
+        "https://api.openai.com/v1/chat/completions", description="Full URL of the /chat/completions route."
+    )
+    model: str = Field("gpt-4.1", description="Model name sent in each request's payload.")
+    api_key_env: str | None = Field(
+        "OPENAI_API_KEY",
+        description="Environment variable holding the API key (sent as a Bearer token); None: no key. "
+        "The key itself never goes into a config file or the manifest.",
+    )
+    qps: int | None = Field(None, ge=1, description="Requests per second per worker (None: no limit).")
+    max_retries: int = Field(3, ge=0, description="Retries of a request on 408/429/5xx or a connection error.")
+    base_retry_wait_s: float = Field(1.0, gt=0, description="First back-off wait; doubles on each retry.")
+    context_tokens: int = Field(
+        128_000, ge=256, description="The endpoint model's context window, for the prompt budget rule."
+    )
+    chars_per_token: float = Field(
+        3.5, gt=0, description="No tokenizer for a remote model: prompt tokens are estimated as chars / this."
+    )
+    json_schema: bool = Field(
+        True, description="Send the judge's JSON schema as response_format (structured outputs) when supported."
+    )
+
+
+class LLMConfig(_Section):
+    """One model behind `ray.data.llm`: local vLLM engine replicas, or an HTTP endpoint."""
+
+    backend: Literal["vllm", "http"] = Field(
+        "vllm", description="'vllm': vLLM engines in Ray actors; 'http': an OpenAI-compatible endpoint."
+    )
+    model: str = Field(
+        "smollm2-135m-instruct",
+        description="The embedded default, a local Hugging Face directory, or a hub id (resolved with "
+        "jobpred.models.resolve_model). Ignored by the http backend (see http.model).",
+    )
+    max_model_len: int = Field(
+        2048, ge=256, description="Context length given to vLLM; prompts longer than this minus max_tokens "
+        "are cut by the budget rule (oldest history jobs first) or sent to the errors table.",
+    )
+    dtype: str = Field("bfloat16", description="Weights and activations dtype for vLLM.")
+    tensor_parallel_size: int = Field(
+        1, ge=1, description="GPUs per engine replica (vLLM tensor parallelism; >1 uses Ray's executor)."
+    )
+    placement_bundles: list[dict[str, float]] | None = Field(
+        default_factory=lambda: [{"CPU": 1}],
+        description="Ray placement-group bundles of one engine replica. [{CPU: 1}] runs vLLM's CPU build; "
+        "None: Ray's default, one {GPU: 1, CPU: 1} bundle per tensor-parallel worker.",
+    )
+    accelerator_type: str | None = Field(None, description="Ray accelerator type to pin replicas to, e.g. H100.")
+    concurrency: int = Field(1, ge=1, description="Engine replicas (data parallelism across GPUs or nodes).")
+    batch_size: int = Field(32, ge=1, description="Rows per batch sent to one engine replica.")
+    max_concurrent_batches: int = Field(
+        4, ge=1, description="Batches in flight per replica (keeps vLLM's scheduler full between batches)."
+    )
+    stage_num_cpus: float = Field(
+        0.25, gt=0, description="Logical CPUs reserved by each chat-template / tokenizer actor."
+    )
+    engine_kwargs: dict = Field(
+        default_factory=dict,
+        description="Extra vLLM engine arguments (max_num_seqs, enable_prefix_caching, gpu_memory_utilization "
+        "...); override the fields above.",
+    )
+    chat_template_kwargs: dict | None = Field(
+        None, description="Passed to apply_chat_template, e.g. {enable_thinking: false} for Qwen3."
+    )
+    env: dict[str, str] = Field(
+        default_factory=lambda: {"VLLM_CPU_KVCACHE_SPACE": "2"},
+        description="Environment variables of the engine actors (VLLM_CPU_KVCACHE_SPACE: CPU KV cache, GiB).",
+    )
+    http: HttpEndpointConfig = Field(default_factory=HttpEndpointConfig, description="Used by backend http.")
+
+
+class ScoreWeights(_Section):
+    """One number per judge criterion (weights of the combined score, or minimum scores)."""
+
+    factuality: float = Field(1.0, ge=0, description="Factuality (history + reason).")
+    coherence: float = Field(1.0, ge=0, description="Coherence (reason only).")
+    utility: float = Field(1.0, ge=0, description="Utility (true next occupation + reason).")
+
+
+class ReasonsConfig(_Section):
+    """Oracle reasons (`jobpred reasons`): candidates from a teacher, three judge criteria, selection, DPO."""
+
+    teacher: LLMConfig = Field(default_factory=LLMConfig, description="Writes the candidate reasons.")
+    judge: LLMConfig = Field(default_factory=LLMConfig, description="Scores each candidate on three criteria.")
+    split: Literal["train", "val", "test"] = Field("train", description="Examples that get oracle reasons.")
+    max_examples: int | None = Field(
+        None, ge=1, description="First N examples of the split (file order); None: all of them."
+    )
+    n_candidates: int = Field(4, ge=1, le=64, description="Candidate reasons sampled per example.")
+    hinted: bool = Field(
+        False, description="Also sample n_candidates 'hinted' candidates per example: the teacher is told the "
+        "true next occupation and must justify it from the history (rationalisation). Rows say which.",
+    )
+    temperature: float = Field(0.8, ge=0, description="Teacher sampling temperature.")
+    top_p: float = Field(0.95, gt=0, le=1, description="Teacher nucleus sampling.")
+    max_tokens: int = Field(512, ge=8, description="Most generated tokens per candidate (reason + answer).")
+    seed: int = Field(0, description="Base seed; each candidate's seed is a hash of (seed, example, variant, index).")
+    prefill_think: bool = Field(
+        True, description="vLLM only: start the assistant turn with '<think>' so the format is entered."
+    )
+    constrain_format: bool = Field(
+        False, description="vLLM only: a regex structured output forces <think>...</think><answer>...</answer> "
+        "with an official O*NET title as the answer (for small teachers that drift from the format); the "
+        "reason is capped to fit max_tokens.",
+    )
+    judge_temperature: float = Field(0.0, ge=0, description="Judge sampling temperature (0: greedy).")
+    judge_retry_temperature: float = Field(
+        0.7, ge=0, description="Temperature of the single retry of a judgement that failed to parse."
+    )
+    judge_max_tokens: int = Field(192, ge=16, description="Most generated tokens per judgement.")
+    weights: ScoreWeights = Field(
+        default_factory=ScoreWeights, description="Weights of the combined score (a weighted mean, 1-5)."
+    )
+    min_scores: ScoreWeights = Field(
+        default_factory=lambda: ScoreWeights(factuality=3, coherence=3, utility=3),
+        description="A candidate scoring below any of these (1-5) cannot be the oracle.",
+    )
+    min_combined: float = Field(3.0, ge=1, le=5, description="Lowest combined score an oracle may have.")
+    require_correct_answer: bool = Field(
+        False, description="The oracle's answer must map (title normaliser) to the true next occupation."
+    )
+    dpo_margin: float = Field(
+        1.0, ge=0, description="A DPO pair (best vs worst candidate) needs a combined-score gap above this."
+    )
+    dpo_chosen_must_pass: bool = Field(
+        True, description="The chosen side of a DPO pair must pass the oracle bar (minimums, answer rule)."
+    )
+    commit_every: int = Field(
+        64, ge=1, description="Examples per committed Parquet part: a crash loses at most this much work."
+    )
+    progress_every_s: float = Field(10.0, gt=0, description="Seconds between progress lines.")
+
+
+class LoraSettings(_Section):
+    """The LoRA adapter (peft ``LoraConfig``) that `jobpred train` fits on the frozen base model."""
+
+    rank: int = Field(8, ge=1, description="LoRA rank r of each adapted weight matrix.")
+    alpha: float = Field(16.0, gt=0, description="LoRA alpha; the update is scaled by alpha / rank.")
+    dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the LoRA input (SFT only; DPO turns it off).")
+    target_modules: list[str] | Literal["all-linear"] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
+        description="Module names to adapt (Llama/Qwen attention projections by default), or 'all-linear' "
+        "(every linear layer but the output head). vLLM serves adapters on these layers.",
+    )
+
+
+class DpoConfig(_Section):
+    """Direct preference optimisation after SFT (joint model and reason generator), on ``dpo_pairs``."""
+
+    enabled: bool = Field(False, description="Run DPO after SFT (also turned on by `jobpred train --dpo`).")
+    beta: float = Field(0.1, gt=0, description="DPO beta: strength of the implicit KL penalty to the SFT model.")
+    loss_type: Literal["sigmoid"] = Field("sigmoid", description="DPO loss: sigmoid (the paper's, Rafailov et al.).")
+    lr: float = Field(5e-6, gt=0, description="Peak learning rate of the DPO run.")
+    epochs: int = Field(2, ge=1, description="Passes over the preference pairs.")
+    max_steps: int | None = Field(
+        None, ge=1, description="Stop after this many optimiser steps (None: epochs decide)."
+    )
+    batch_size: int | None = Field(
+        None, ge=1, description="Pairs per worker per micro-batch (None: train.batch_size)."
+    )
+
+
+class TrainConfig(_Section):
+    """LoRA fine-tuning on oracle reasons with Ray Train (`jobpred train`): SFT, then optionally DPO."""
+
+    mode: Literal["joint", "two-model"] = Field(
+        "joint", description="'joint': one adapter writes the reason then the answer; 'two-model': a reason "
+        "generator (history -> reason) and an occupation predictor (history + reason -> answer)."
+    )
+    model: str | None = Field(
+        None, description="Base model to adapt (None: the top-level `model`); embedded default, HF dir or hub id."
+    )
+    dtype: Literal["bfloat16", "float32"] = Field(
+        "bfloat16", description="Dtype of the frozen base weights; LoRA weights and optimiser state stay float32."
+    )
+    lora: LoraSettings = Field(default_factory=LoraSettings)
+    max_length: int = Field(
+        2048, ge=64, description="Cutoff in tokens of prompt + target. Over it, the oldest history jobs are "
+        "dropped until it fits; an example that does not fit with one job is skipped (counted), never cut mid-target.",
+    )
+    max_examples: int | None = Field(
+        10_000, ge=1, description="Most oracle rows used (first by example_id); None: all. The paper used 10k."
+    )
+    chat_template_kwargs: dict | None = Field(
+        None, description="Passed to the tokenizer's chat template (e.g. {enable_thinking: false} for Qwen3); "
+        "must match what the predictor sends at inference, since the prompt tokens are trained on as-is.",
+    )
+    lr: float = Field(2e-5, gt=0, description="Peak learning rate of SFT (AdamW on the LoRA weights).")
+    epochs: int = Field(8, ge=1, description="Passes over the oracle rows (SFT).")
+    max_steps: int | None = Field(
+        None, ge=1, description="Stop SFT after this many optimiser steps (None: epochs decide)."
+    )
+    lr_scheduler: Literal["cosine", "linear", "constant"] = Field(
+        "cosine", description="Learning-rate schedule after warmup (transformers' get_scheduler)."
+    )
+    warmup_ratio: float = Field(0.1, ge=0, lt=1, description="Share of the optimiser steps spent warming up.")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay on the LoRA weights.")
+    max_grad_norm: float | None = Field(1.0, gt=0, description="Gradient clipping norm (None: no clipping).")
+    batch_size: int = Field(2, ge=1, description="Sequences per worker per micro-batch.")
+    grad_accum: int = Field(
+        1, ge=1, description="Micro-batches per optimiser step; global batch = batch_size x grad_accum x workers."
+    )
+    gradient_checkpointing: bool = Field(
+        False, description="Recompute activations in the backward pass (needed for 8B models at 2048 tokens)."
+    )
+    seed: int = Field(0, description="Seed of the LoRA init, the data order (per epoch) and dropout (per step).")
+    num_workers: int = Field(2, ge=1, description="Ray Train workers (one per GPU on a cluster).")
+    use_gpu: bool = Field(False, description="One GPU per worker; NCCL instead of gloo.")
+    resources_per_worker: dict[str, float] = Field(
+        default_factory=lambda: {"CPU": 1},
+        description="Ray resources of each worker, e.g. {CPU: 8, GPU: 1} on a GPU node.",
+    )
+    accelerator_type: str | None = Field(None, description="Ray accelerator type to pin workers to, e.g. H100.")
+    threads_per_worker: int | None = Field(
+        None, ge=1, description="torch CPU threads per worker (None: the worker's CPU resource, at least 1).",
+    )
+    worker_niceness: int | None = Field(
+        0, ge=0, le=19, description="Unix niceness of the training workers (and the DPO reference actor). Ray "
+        "starts workers at niceness 15, so on a node shared with normal-priority processes (a vLLM engine, "
+        "another job) they get a small share of the CPU; 0 runs them like any process. None: Ray's default.",
+    )
+    strategy: Literal["ddp", "fsdp"] = Field(
+        "ddp", description="'ddp': every worker holds the whole (frozen) model, gradients of the LoRA weights "
+        "are all-reduced -- right for LoRA up to ~8B on 80 GB GPUs; 'fsdp': shard the base weights over the "
+        "workers (ray.train.torch.prepare_model(parallel_strategy='fsdp')), for models that do not fit one GPU.",
+    )
+    checkpoint_every: int = Field(
+        50, ge=1, description="Optimiser steps between checkpoints (ray.train.report); the last step always is one."
+    )
+    keep_checkpoints: int = Field(2, ge=1, description="Checkpoints kept in storage (the newest).")
+    max_failures: int = Field(
+        3, ge=-1, description="Worker-group restarts from the last checkpoint before the run fails (-1: unlimited).",
+    )
+    log_every: int = Field(1, ge=1, description="Optimiser steps between progress lines and ray.train.report metrics.")
+    storage_path: str | None = Field(
+        None, description="Ray Train storage for checkpoints (None: RUN_DIR/train; shared storage on a cluster).",
+    )
+    dpo: DpoConfig = Field(default_factory=DpoConfig)
+
+    @model_validator(mode="after")
+    def _fsdp_needs_gpus(self) -> TrainConfig:
+        if self.strategy == "fsdp" and not self.use_gpu:
+            raise ValueError("train.strategy=fsdp needs train.use_gpu=true (Ray Train's FSDP runs on GPUs only)")
+        return self
+
+
 class JobpredConfig(_Section):
     """The whole pipeline's configuration (one YAML file)."""
 
@@ -158,6 +407,8 @@ class JobpredConfig(_Section):
     synth: SynthConfig = Field(default_factory=SynthConfig)
     prepare: PrepareConfig = Field(default_factory=PrepareConfig)
     baselines: BaselinesConfig = Field(default_factory=BaselinesConfig)
+    reasons: ReasonsConfig = Field(default_factory=ReasonsConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
 
 
 def _apply_override(data: dict, dotted: str) -> None:

@@ -178,6 +178,152 @@ PREDICTIONS_SCHEMA = pa.schema(
 """``RUN_DIR/predictions/<predictor>.parquet``, written by every predictor (extra columns allowed: LLM
 predictors add ``reason`` and ``raw_output``); see :mod:`jobpred.eval.predictions`."""
 
+# ---- oracle reasons (written by `jobpred reasons` under RUN_DIR/reasons/) -----------------------------
+# Every row of every table carries the model, the prompt version and the sampling parameters that made it.
+
+_LLM_CALL_FIELDS = [
+    ("model", pa.string()),
+    ("prompt_version", pa.string()),
+    ("sampling", pa.string()),  # JSON of the sampling parameters (temperature, top_p, max_tokens, seed, ...)
+    ("prompt_tokens", pa.int32()),
+    ("generated_tokens", pa.int32()),
+    ("llm_seconds", pa.float32()),  # time the request spent in the engine (or HTTP round trip)
+    ("committed_at", pa.string()),  # ISO-8601 UTC, when the row's part was committed
+]
+
+CANDIDATES_SCHEMA = pa.schema(
+    [
+        ("example_id", pa.string()),
+        ("candidate_id", pa.string()),  # "<example_id>/<variant>/<index>"
+        ("variant", pa.string()),  # plain | hinted
+        ("candidate_idx", pa.int32()),
+        ("history_json", pa.string()),  # the fenced history exactly as the teacher saw it (the judge sees it too)
+        ("history_jobs_dropped", pa.int32()),  # oldest jobs cut by the prompt budget rule
+        ("target_code", pa.string()),
+        ("target_title", pa.string()),
+        ("raw_output", pa.string()),  # generated text (with the prefilled '<think>' put back)
+        ("reason", pa.string()),  # null when the output has no reason block
+        ("answer", pa.string()),  # null when the output has no answer block
+        ("answer_code", pa.string()),  # O*NET code of the answer (title normaliser), null when none
+        ("format_ok", pa.bool_()),
+        ("format_problem", pa.string()),  # why format_ok is false
+        ("error", pa.string()),  # inference error, null when the call succeeded
+        ("n_judgeable", pa.int32()),  # candidates of this example with a reason to judge
+        *_LLM_CALL_FIELDS,
+    ]
+)
+"""``reasons/candidates/``: one row per candidate reason (N per example, plus N hinted when enabled)."""
+
+JUDGEMENTS_SCHEMA = pa.schema(
+    [
+        ("example_id", pa.string()),
+        ("candidate_id", pa.string()),
+        ("criterion", pa.string()),  # factuality | coherence | utility
+        ("attempt", pa.int8()),  # 1, or 2 for the single retry of a judgement that failed to parse
+        ("status", pa.string()),  # ok | parse_failed | error
+        ("score", pa.int8()),  # 1-5, null unless status == ok
+        ("error_count", pa.int32()),  # factuality
+        ("errors", pa.list_(pa.string())),  # factuality: the unsupported claims
+        ("temporal_order", pa.string()),  # coherence: good | problematic | broken
+        ("logical_issues", pa.int32()),  # coherence
+        ("relevance", pa.string()),  # utility: strong | moderate | weak | none
+        ("supports", pa.string()),  # utility: this_occupation | different_occupation | no_occupation
+        ("raw_output", pa.string()),
+        ("problem", pa.string()),  # why status != ok
+        ("history_jobs_dropped", pa.int32()),  # factuality: further jobs cut to fit the judge's budget
+        *_LLM_CALL_FIELDS,
+    ]
+)
+"""``reasons/judgements/``: one row per candidate x criterion x attempt."""
+
+REASON_ERRORS_SCHEMA = pa.schema(
+    [
+        ("example_id", pa.string()),
+        ("stage", pa.string()),  # candidates | judge | judge_retry
+        ("scope", pa.string()),  # example (the whole example failed) | candidate | judgement
+        ("candidate_id", pa.string()),
+        ("criterion", pa.string()),
+        ("error", pa.string()),
+        ("model", pa.string()),
+        ("prompt_version", pa.string()),
+        ("committed_at", pa.string()),
+    ]
+)
+"""``reasons/errors/``: every failed unit of work, with the reason; one bad row never fails the job."""
+
+OUTCOMES_SCHEMA = pa.schema(
+    [
+        ("example_id", pa.string()),
+        ("status", pa.string()),  # oracle | no_oracle | error
+        ("reason", pa.string()),  # why no oracle / what failed; null for oracle
+        ("n_candidates", pa.int32()),
+        ("n_format_ok", pa.int32()),
+        ("n_judged", pa.int32()),  # candidates with all three judgements ok
+        ("best_candidate_id", pa.string()),
+        ("best_combined", pa.float32()),
+    ]
+)
+"""``reasons/outcomes.parquet``: exactly one row per planned example."""
+
+ORACLE_SCHEMA = pa.schema(
+    [
+        ("example_id", pa.string()),
+        ("candidate_id", pa.string()),
+        ("variant", pa.string()),
+        ("reason", pa.string()),
+        ("answer", pa.string()),
+        ("answer_code", pa.string()),
+        ("answer_correct", pa.bool_()),
+        ("target_code", pa.string()),
+        ("target_title", pa.string()),
+        ("factuality", pa.int8()),
+        ("coherence", pa.int8()),
+        ("utility", pa.int8()),
+        ("combined", pa.float32()),
+        ("teacher_model", pa.string()),
+        ("teacher_prompt_version", pa.string()),
+        ("teacher_sampling", pa.string()),
+        ("judge_model", pa.string()),
+        ("judge_prompt_versions", pa.string()),  # "factuality=...;coherence=...;utility=..."
+        ("selection", pa.string()),  # JSON of the weights, minimums and rules that picked this row
+    ]
+)
+"""``reasons/oracle.parquet``: the selected reason of each example that has one."""
+
+DPO_PAIRS_SCHEMA = pa.schema(
+    [
+        ("example_id", pa.string()),
+        ("chosen_candidate_id", pa.string()),
+        ("rejected_candidate_id", pa.string()),
+        ("chosen_output", pa.string()),  # "<think>reason</think>\n<answer>answer</answer>"
+        ("rejected_output", pa.string()),
+        ("chosen_combined", pa.float32()),
+        ("rejected_combined", pa.float32()),
+        ("margin", pa.float32()),
+        ("teacher_model", pa.string()),
+        ("teacher_prompt_version", pa.string()),
+        ("judge_model", pa.string()),
+        ("selection", pa.string()),
+    ]
+)
+"""``reasons/dpo_pairs.parquet``: best vs worst judged candidate where the combined-score gap > margin."""
+
+# ---- fine-tuning (written by `jobpred train` under RUN_DIR/train/<adapter>/) ---------------------------
+
+TRAIN_EXAMPLES_SCHEMA = pa.schema(
+    [
+        ("idx", pa.int64()),  # position in the adapter's training table (sorted by example_id): the data order key
+        ("example_id", pa.string()),
+        ("used", pa.bool_()),  # false: skipped by the cutoff rule
+        ("skip_reason", pa.string()),  # too_long, null when used
+        ("dropped_jobs", pa.int32()),  # oldest history jobs cut so that prompt + target fit max_length
+        ("prompt_tokens", pa.int32()),
+        ("target_tokens", pa.int32()),  # DPO: the longer of chosen and rejected
+    ]
+)
+"""``train/<adapter>/examples.parquet``: every candidate training row of one adapter and what the cutoff rule
+did to it (the data an adapter was trained on, recorded next to its metrics)."""
+
 REJECTED_FIELDS = ("line", "source", "field", "reason", "excerpt")
 """rejected.jsonl: 1-based line (or row) number in ``source``, the failing field, why, and the first
 200 characters of the input."""

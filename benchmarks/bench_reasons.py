@@ -1,0 +1,255 @@
+"""Reason generation and judging throughput: the ray.data.llm pipeline vs plain vLLM vs transformers.
+
+Run as:
+    python -m benchmarks.bench_reasons                      # ~6 minutes on a 2-core CPU
+    python -m benchmarks.bench_reasons --prompts 512 --new-tokens 64
+
+Same prompts (the stage's own candidate prompts, with the '<think>' prefill, built from synthetic
+examples), same model (the embedded default, bf16), same machine, each measurement in a fresh subprocess,
+one after the other:
+- ``matmul``: the machine's bf16 matmul rate (2048^2, torch, all cores) -> the compute bound on generated
+  tokens/s = rate / (2 x parameters);
+- ``vllm``: plain ``vllm.LLM.chat`` (engine start timed separately): the candidate prompts, greedy,
+  exactly ``--new-tokens`` each (ignore_eos); then the three judge prompts with structured outputs (JSON
+  schema) vs unconstrained generation of the same length, request by request;
+- ``ray``: the same candidate rows through ``jobpred.llm.engine.build_processor`` (ray.data.llm, one
+  Ray Data execution), end to end and at steady state (after the first rows arrive);
+- ``hf``: transformers batched ``generate`` (batches of 16, left padding, same length).
+Targets from the issue: pipeline >= 0.9x plain vLLM at steady state, >= 1.5x transformers; structured
+judge <= 1.3x the time of unconstrained generation of the same length.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.common import machine, markdown_table, write_results
+
+
+def _prompts(workdir: Path, n: int, judge_n: int) -> dict:
+    """Candidate and judge chat prompts from synthetic examples (the stage's own prompt builders)."""
+    import polars as pl
+
+    from jobpred.config import PrepareConfig, SynthConfig
+    from jobpred.data.prepare import prepare
+    from jobpred.data.synth import write_synthetic
+    from jobpred.llm.prompts import CRITERIA, candidate_messages, history_json, judge_messages
+
+    write_synthetic(SynthConfig(persons=int(n * 1.4) + 20, seed=11), workdir / "p.jsonl", progress=False)
+    prepare(workdir / "p.jsonl", workdir / "run", PrepareConfig(engine="local"))
+    rows = pl.read_parquet(workdir / "run" / "examples" / "train.parquet").head(n).to_dicts()
+    histories = [history_json(r["education"], r["history"]) for r in rows]
+    cand = [candidate_messages(h, prefill=True) for h in histories]
+    judge = []
+    for i, (r, h) in enumerate(zip(rows[:judge_n], histories)):
+        jobs = " then ".join(j["title"] for j in r["history"])
+        reason = (f"The person worked as {jobs}. Each move kept the same field and added responsibility, "
+                  f"so the next step is a related role at a higher level: {r['target_title']}.")
+        criterion = CRITERIA[i % 3]
+        judge.append({"criterion": criterion, "messages": judge_messages(criterion, h, reason, r["target_title"])})
+    return {"candidates": cand, "judge": judge}
+
+
+# ---- children (each runs in its own process) ----------------------------------------------------------
+
+
+def _matmul() -> dict:
+    import torch
+
+    torch.set_num_threads(os.cpu_count())
+    out = {}
+    for name, dtype in (("bf16", torch.bfloat16), ("fp32", torch.float32)):
+        a, b = torch.randn(2048, 2048, dtype=dtype), torch.randn(2048, 2048, dtype=dtype)
+        for _ in range(3):
+            a @ b
+        iters, t = 0, time.perf_counter()
+        while time.perf_counter() - t < 3:
+            a @ b
+            iters += 1
+        out[f"{name}_gflops"] = round(2 * 2048**3 * iters / (time.perf_counter() - t) / 1e9, 1)
+    return out
+
+
+def _vllm(prompts: dict, new_tokens: int, judge_max: int) -> dict:
+    from vllm import LLM, SamplingParams
+    from vllm.sampling_params import StructuredOutputsParams
+
+    from jobpred.llm.prompts import JUDGE_SCHEMAS
+    from jobpred.models import resolve_model
+
+    t = time.perf_counter()
+    llm = LLM(model=resolve_model("smollm2-135m-instruct"), dtype="bfloat16", max_model_len=2048)
+    start_s = time.perf_counter() - t
+    cand = prompts["candidates"]
+    chat = {"add_generation_prompt": False, "continue_final_message": True, "use_tqdm": False}
+    llm.chat(cand[:8], SamplingParams(max_tokens=8), **chat)  # warm-up
+    t = time.perf_counter()
+    outs = llm.chat(cand, SamplingParams(temperature=0, max_tokens=new_tokens, ignore_eos=True), **chat)
+    gen_s = time.perf_counter() - t
+    gen_tokens = sum(len(o.outputs[0].token_ids) for o in outs)
+    judge = prompts["judge"]
+    msgs = [j["messages"] for j in judge]
+
+    def structured(j):
+        so = StructuredOutputsParams(json=json.dumps(JUDGE_SCHEMAS[j["criterion"]]), disable_any_whitespace=True)
+        return SamplingParams(temperature=0, max_tokens=judge_max, structured_outputs=so)
+
+    plain = {"use_tqdm": False}
+    llm.chat(msgs[:3], [structured(j) for j in judge[:3]], **plain)  # grammar compilation, both warm
+    llm.chat(msgs[:3], SamplingParams(max_tokens=8), **plain)
+    t = time.perf_counter()
+    s_outs = llm.chat(msgs, [structured(j) for j in judge], **plain)
+    s_time = time.perf_counter() - t
+    lengths = [len(o.outputs[0].token_ids) for o in s_outs]
+    t = time.perf_counter()
+    u_outs = llm.chat(msgs, [SamplingParams(temperature=0, max_tokens=n, ignore_eos=True) for n in lengths], **plain)
+    u_time = time.perf_counter() - t
+    valid = 0
+    for j, o in zip(judge, s_outs):
+        try:
+            from jobpred.llm.prompts import parse_judgement
+
+            parse_judgement(j["criterion"], o.outputs[0].text)
+            valid += 1
+        except ValueError:
+            pass
+    return {"engine_start_s": round(start_s, 1), "gen_s": round(gen_s, 2), "gen_tokens": gen_tokens,
+            "judge_structured_s": round(s_time, 2), "judge_unconstrained_s": round(u_time, 2),
+            "judge_tokens": sum(lengths), "judge_tokens_unconstrained": sum(len(o.outputs[0].token_ids) for o in u_outs),
+            "judge_valid_json": f"{valid}/{len(judge)}"}
+
+
+def _ray(prompts: dict, new_tokens: int) -> dict:
+    import ray
+
+    from jobpred.config import RayConfig, load_config
+    from jobpred.llm import engine
+    from jobpred.ray_utils import init_ray
+
+    repo = Path(__file__).resolve().parents[1]
+    teacher = load_config(repo / "configs" / "local.yaml").reasons.teacher
+    init_ray(RayConfig(num_cpus=2, object_store_memory_mb=1024))
+    sampling = json.dumps({"temperature": 0, "max_tokens": new_tokens, "ignore_eos": True})
+    rows = [{"i": i, "messages": m, "sampling": sampling} for i, m in enumerate(prompts["candidates"])]
+    t0 = time.perf_counter()
+    ds = engine.build_processor(teacher)(ray.data.from_items(rows))
+    arrivals = []  # (seconds since start, generated tokens) per block
+    for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+        arrivals.append((time.perf_counter() - t0, sum(batch.column("generated_tokens").to_pylist())))
+    total_s = arrivals[-1][0]
+    tokens = sum(n for _, n in arrivals)
+    first_s, first_n = arrivals[0]
+    steady = (tokens - first_n) / (total_s - first_s) if total_s > first_s else float("nan")
+    ray.shutdown()
+    return {"total_s": round(total_s, 1), "first_output_s": round(first_s, 1), "gen_tokens": tokens,
+            "blocks": len(arrivals), "steady_tokens_per_s": round(steady, 1),
+            "end_to_end_tokens_per_s": round(tokens / total_s, 1),
+            "batch_size": teacher.batch_size, "max_concurrent_batches": teacher.max_concurrent_batches}
+
+
+def _hf(prompts: dict, new_tokens: int, n: int) -> dict:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from jobpred.models import resolve_model
+
+    torch.set_num_threads(os.cpu_count())
+    path = resolve_model("smollm2-135m-instruct")
+    tok = AutoTokenizer.from_pretrained(path, padding_side="left")
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16).eval()
+    params = sum(p.numel() for p in model.parameters())
+    texts = [tok.apply_chat_template(m, tokenize=False, continue_final_message=True) for m in prompts["candidates"][:n]]
+    tokens, t = 0, time.perf_counter()
+    with torch.inference_mode():
+        for i in range(0, len(texts), 16):
+            enc = tok(texts[i:i + 16], return_tensors="pt", padding=True, add_special_tokens=False)
+            out = model.generate(**enc, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
+                                 pad_token_id=tok.pad_token_id)
+            tokens += (out.shape[1] - enc["input_ids"].shape[1]) * out.shape[0]
+    seconds = time.perf_counter() - t
+    return {"params": params, "gen_s": round(seconds, 2), "gen_tokens": tokens, "prompts": len(texts)}
+
+
+def _child(kind: str, prompts_path: Path, args) -> None:
+    prompts = json.loads(prompts_path.read_text()) if kind != "matmul" else {}
+    fn = {"matmul": lambda: _matmul(), "vllm": lambda: _vllm(prompts, args.new_tokens, args.judge_max_tokens),
+          "ray": lambda: _ray(prompts, args.new_tokens), "hf": lambda: _hf(prompts, args.new_tokens, args.hf_prompts)}
+    print("RESULT " + json.dumps(fn[kind]()), flush=True)
+
+
+def _run_child(kind: str, prompts_path: Path, argv: list[str]) -> dict:
+    t = time.perf_counter()
+    out = subprocess.run([sys.executable, "-m", "benchmarks.bench_reasons", "--child", kind, "--prompts-file",
+                          str(prompts_path), *argv], capture_output=True, text=True)
+    line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT ")), None)
+    if line is None:
+        sys.exit(f"{kind} run failed:\n{out.stderr[-4000:]}")
+    print(f"{kind}: {time.perf_counter() - t:.0f}s", file=sys.stderr, flush=True)
+    return json.loads(line[7:])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--prompts", type=int, default=256, help="candidate prompts (vLLM and Ray Data)")
+    parser.add_argument("--new-tokens", type=int, default=64, help="generated tokens per candidate prompt")
+    parser.add_argument("--hf-prompts", type=int, default=64, help="prompts for transformers (it is slow)")
+    parser.add_argument("--judge-prompts", type=int, default=96, help="judge prompts (the 3 criteria in turn)")
+    parser.add_argument("--judge-max-tokens", type=int, default=160)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--prompts-file", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        _child(args.child, args.prompts_file, args)
+        return
+    argv = ["--new-tokens", str(args.new_tokens), "--hf-prompts", str(args.hf_prompts),
+            "--judge-max-tokens", str(args.judge_max_tokens)]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "prompts.json"
+        path.write_text(json.dumps(_prompts(Path(tmp), args.prompts, args.judge_prompts)))
+        res = {kind: _run_child(kind, path, argv) for kind in ("matmul", "hf", "vllm", "ray")}
+    params = res["hf"]["params"]
+    bound = res["matmul"]["bf16_gflops"] * 1e9 / (2 * params)
+    vllm_tps = res["vllm"]["gen_tokens"] / res["vllm"]["gen_s"]
+    hf_tps = res["hf"]["gen_tokens"] / res["hf"]["gen_s"]
+    ray_tps = res["ray"]["steady_tokens_per_s"]
+    rows = [
+        {"path": "ray.data.llm pipeline (steady state)", "tokens": res["ray"]["gen_tokens"],
+         "tokens_per_s": round(ray_tps), "vs_vllm": round(ray_tps / vllm_tps, 2),
+         "vs_transformers": round(ray_tps / hf_tps, 2), "of_bf16_bound": f"{ray_tps / bound:.1%}",
+         "fixed_cost_s": f"{res['ray']['first_output_s']} (start + first rows)"},
+        {"path": "ray.data.llm pipeline (end to end)", "tokens": res["ray"]["gen_tokens"],
+         "tokens_per_s": res["ray"]["end_to_end_tokens_per_s"],
+         "vs_vllm": round(res["ray"]["end_to_end_tokens_per_s"] / vllm_tps, 2),
+         "vs_transformers": round(res["ray"]["end_to_end_tokens_per_s"] / hf_tps, 2),
+         "of_bf16_bound": f"{res['ray']['end_to_end_tokens_per_s'] / bound:.1%}", "fixed_cost_s": "included"},
+        {"path": "vLLM LLM.chat", "tokens": res["vllm"]["gen_tokens"], "tokens_per_s": round(vllm_tps),
+         "vs_vllm": 1.0, "vs_transformers": round(vllm_tps / hf_tps, 2), "of_bf16_bound": f"{vllm_tps / bound:.1%}",
+         "fixed_cost_s": f"{res['vllm']['engine_start_s']} (engine start)"},
+        {"path": "transformers generate (batch 16)", "tokens": res["hf"]["gen_tokens"], "tokens_per_s": round(hf_tps),
+         "vs_vllm": round(hf_tps / vllm_tps, 2), "vs_transformers": 1.0, "of_bf16_bound": f"{hf_tps / bound:.1%}",
+         "fixed_cost_s": "-"},
+    ]
+    v = res["vllm"]
+    judge = {"judge_prompts": args.judge_prompts, "structured_s": v["judge_structured_s"],
+             "unconstrained_same_length_s": v["judge_unconstrained_s"],
+             "time_ratio": round(v["judge_structured_s"] / v["judge_unconstrained_s"], 2),
+             "tokens": v["judge_tokens"], "valid_json": v["judge_valid_json"]}
+    print(f"machine: {machine()}")
+    print(f"bf16 matmul {res['matmul']['bf16_gflops']} GFLOP/s (fp32 {res['matmul']['fp32_gflops']}); "
+          f"{params / 1e6:.1f}M parameters -> bound {bound:.0f} generated tokens/s")
+    print(markdown_table(rows))
+    print(markdown_table([judge]))
+    path = write_results("reasons", {"args": vars(args) | {"prompts_file": None}, "raw": res, "rows": rows,
+                                     "judge": judge, "bound_tokens_per_s": round(bound)})
+    print(f"results: {path}")
+
+
+if __name__ == "__main__":  # vLLM spawns its engine process: the guard is required
+    main()

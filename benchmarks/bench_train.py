@@ -1,0 +1,157 @@
+"""LoRA training throughput: Ray Train (1 and 2 workers) vs a plain single-process loop, same data and model.
+
+Run as:
+    python -m benchmarks.bench_train                 # ~6 minutes on a 2-core CPU
+    python -m benchmarks.bench_train --steps 8 --rows 16
+
+Same model (the embedded default, bf16 base, LoRA r=8 on q/k/v/o), same joint-format rows (synthetic
+histories with hand-written oracle reasons, cut to ``--max-length`` tokens by the training cutoff rule),
+same batch size per worker, each measurement in a fresh subprocess, one after the other:
+- ``plain``: :func:`jobpred.train.loop.run_local` -- the same step code in this process, no Ray, no DDP,
+  2 torch threads;
+- ``ray-1``: ``jobpred.train`` on Ray Train, 1 worker with 2 CPUs (2 threads), Ray Data shard, checkpoints;
+- ``ray-2``: 2 workers with 1 CPU each (1 thread each), DDP over gloo: twice the rows per step.
+``plain`` runs first and again last, and ``vs_plain`` divides by the mean of the two, to bracket the drift
+of a shared machine. Throughput is the steady state (steps 2..N, from each run's metrics.jsonl: real tokens of prompt + target,
+forward + backward + optimiser); wall time includes Ray start, tokenising and worker start-up. Target from
+the issue: ray-1 >= 0.9x plain. Peak memory is the PSS of the process tree (driver, Ray, workers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.common import PeakMemory, markdown_table, write_results
+
+VARIANTS = {"plain": {}, "ray-1": {"workers": 1, "cpus": 2}, "ray-2": {"workers": 2, "cpus": 1}}
+
+
+def _oracle_run(root: Path, rows: int) -> Path:
+    """A prepared synthetic run with ``rows`` oracle reasons (written directly, schema ORACLE_SCHEMA)."""
+    import polars as pl
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from jobpred.config import PrepareConfig, SynthConfig
+    from jobpred.data.prepare import prepare
+    from jobpred.data.synth import write_synthetic
+    from jobpred.rundir import RunDir
+    from jobpred.schema import ORACLE_SCHEMA
+
+    write_synthetic(SynthConfig(persons=rows * 2 + 20, seed=21), root / "p.jsonl", progress=False)
+    run = root / "run"
+    prepare(root / "p.jsonl", run, PrepareConfig(engine="local"))
+    examples = pl.read_parquet(run / "examples" / "train.parquet").head(rows)
+    oracle = []
+    for ex in examples.iter_rows(named=True):
+        jobs = " then ".join(j["onet_title"] or j["title"] for j in ex["history"])
+        reason = (f"The person worked as {jobs}. Each move kept the same field and added responsibility, so "
+                  "the next step is a related role one level up, in the same sector.")
+        oracle.append(dict.fromkeys(ORACLE_SCHEMA.names) | {
+            "example_id": ex["example_id"], "reason": reason, "target_title": ex["target_title"],
+            "target_code": ex["target_code"], "answer": ex["target_title"]})
+    (run / "reasons").mkdir()
+    pq.write_table(pa.Table.from_pylist(oracle, schema=ORACLE_SCHEMA), run / "reasons" / "oracle.parquet")
+    RunDir(run).record_stage("reasons", outputs={"oracle": "reasons/oracle.parquet"})
+    return run
+
+
+def _config(args, variant: str):
+    from jobpred.config import load_config
+
+    v = VARIANTS[variant]
+    return load_config(Path(__file__).resolve().parents[1] / "configs" / "local.yaml", [
+        f"train.max_length={args.max_length}", f"train.batch_size={args.batch}", f"train.max_steps={args.steps}",
+        "train.epochs=100", f"train.checkpoint_every={args.steps}", f"train.max_examples={args.rows}",
+        f"train.num_workers={v.get('workers', 1)}", f"train.resources_per_worker={{CPU: {v.get('cpus', 2)}}}",
+        "train.threads_per_worker=null", f"ray.num_cpus={args.ray_cpus}"])
+
+
+def child(args) -> dict:
+    """One measurement (runs in its own process)."""
+    with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
+        return _measure(args, Path(tmp))
+
+
+def _measure(args, work: Path) -> dict:
+    from jobpred.train.trainer import AdapterJob, build_spec, read_curve
+
+    run = _oracle_run(work, args.rows)
+    cfg = _config(args, args.child)
+    started = time.perf_counter()
+    if args.child == "plain":
+        from jobpred.models import resolve_model
+        from jobpred.train.data import StepPlan, Tokenize, sft_table
+        from jobpred.train.loop import run_local
+
+        path = resolve_model(cfg.model)
+        tokens = Tokenize(path, "joint", "sft", cfg.train.max_length, None)(sft_table(run, "joint", cfg.train))
+        rows = [r for r in tokens.to_pylist() if r["fits"]]
+        plan = StepPlan(len(rows), cfg.train.batch_size, 1, cfg.train.epochs, cfg.train.max_steps, cfg.train.seed)
+        out = work / "plain"
+        out.mkdir()
+        run_local(build_spec(cfg, AdapterJob("joint", "joint", "sft"), path, None, plan, out), rows)
+    else:
+        from jobpred.train import run as train_run
+
+        train_run(cfg, run, mode="joint", dpo=False)
+        out = run / "train" / "joint"
+    wall = time.perf_counter() - started
+    curve = read_curve(out / "metrics.jsonl")
+    steady = curve[1:]
+    return {"variant": args.child, "steps": len(curve), "rows_per_step": max(r["examples"] for r in curve),
+            "tokens_per_s": round(sum(r["tokens"] for r in steady) / sum(r["seconds"] for r in steady), 1),
+            "examples_per_s": round(sum(r["examples"] for r in steady) / sum(r["seconds"] for r in steady), 3),
+            "step_s": round(sum(r["seconds"] for r in steady) / len(steady), 2), "wall_s": round(wall, 1),
+            "losses": [round(r["loss"], 5) for r in curve]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=6, help="optimiser steps per variant (the first is warm-up)")
+    parser.add_argument("--rows", type=int, default=24, help="oracle rows in the training table")
+    parser.add_argument("--batch", type=int, default=2, help="sequences per worker per step")
+    parser.add_argument("--max-length", type=int, default=512, help="train.max_length (cutoff, tokens)")
+    parser.add_argument("--ray-cpus", type=int, default=3, help="logical CPUs of the local Ray")
+    parser.add_argument("--only", nargs="+", choices=list(VARIANTS), default=[*VARIANTS, "plain"],
+                        help="variants, in order (default: plain, ray-1, ray-2, plain again to bracket the noise)")
+    parser.add_argument("--child", choices=list(VARIANTS), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print("RESULT " + json.dumps(child(args)), flush=True)
+        return
+    rows = []
+    for variant in args.only:
+        cmd = [sys.executable, "-m", "benchmarks.bench_train", "--child", variant, "--steps", str(args.steps),
+               "--rows", str(args.rows), "--batch", str(args.batch), "--max-length", str(args.max_length),
+               "--ray-cpus", str(args.ray_cpus)]
+        with PeakMemory(interval=0.5) as mem:
+            out = subprocess.run(cmd, capture_output=True, text=True)
+        if out.returncode != 0:
+            raise RuntimeError(f"{variant} failed: {out.stderr[-3000:]}")
+        result = json.loads(next(x for x in out.stdout.splitlines() if x.startswith("RESULT "))[7:])
+        rows.append({**result, "peak_pss_gb": mem.peak_gb})
+        print(json.dumps(rows[-1]), flush=True)
+    plains = [r["tokens_per_s"] for r in rows if r["variant"] == "plain"]
+    plain = next((r for r in rows if r["variant"] == "plain"), None)
+    table = [{k: v for k, v in r.items() if k != "losses"} | (
+        {"vs_plain": round(r["tokens_per_s"] / (sum(plains) / len(plains)), 2)} if plains else {}) for r in rows]
+    same = None
+    ray1 = next((r for r in rows if r["variant"] == "ray-1"), None)
+    if plain and ray1:  # identical rows and step order: the loss curves must agree
+        same = all(abs(a - b) <= 1e-3 * abs(a) for a, b in zip(plain["losses"], ray1["losses"]))
+    payload = {"args": {k: v for k, v in vars(args).items() if k != "child"}, "rows": table,
+               "plain_and_ray1_same_losses": same, "losses": {r["variant"]: r["losses"] for r in rows}}
+    path = write_results("train", payload)
+    print(markdown_table(table))
+    print(f"plain and ray-1 loss curves agree: {same}\n{path}")
+
+
+if __name__ == "__main__":  # Ray Train workers are separate processes: keep the guard
+    main()

@@ -1,0 +1,206 @@
+"""The one place that builds ``ray.data.llm`` processors: local vLLM engines or an OpenAI-compatible endpoint.
+
+    proc = build_processor(cfg.reasons.teacher)     # a function Dataset -> Dataset
+    out = proc(ds)   # ds rows: messages (chat), sampling (JSON string), any other columns (carried through)
+
+Output rows keep the input's other columns and gain ``generated_text``, ``prompt_tokens``,
+``generated_tokens``, ``llm_seconds`` and ``llm_error`` ("" on success), whatever the backend:
+
+- ``vllm``: :func:`ray.data.llm.build_processor` with ``vLLMEngineProcessorConfig`` -- chat template and
+  tokenizer stages, ``concurrency`` engine replicas, each in a Ray placement group made of
+  ``placement_bundles`` ([{CPU: 1}] for vLLM's CPU build; GPU bundles and tensor parallelism on a
+  cluster). ``should_continue_on_error`` is on: a row the engine rejects (a prompt over the context, a bad
+  parameter) comes back with ``llm_error`` set instead of failing the job.
+- ``http``: Ray's HTTP request processor against ``http.url`` with the key from ``$http.api_key_env``,
+  ``qps`` and ``max_retries``; an error body from the endpoint becomes ``llm_error``.
+
+``sampling`` is a JSON object with ``temperature``, ``top_p``, ``max_tokens``, ``seed`` and optionally
+``json_schema`` (a JSON schema the output must satisfy) or ``regex`` (vLLM only), plus ``ignore_eos`` /
+``min_tokens`` (vLLM only, for fixed-length benchmarks); it is translated here to vLLM ``SamplingParams``
+(structured outputs) or to the OpenAI payload (``response_format``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+
+import pyarrow as pa
+
+from jobpred.config import LLMConfig
+
+OUTPUT_COLUMNS = ("generated_text", "prompt_tokens", "generated_tokens", "llm_seconds", "llm_error")
+_LIGHT_CPU = 0.1  # logical CPUs of the thin pre/post-processing steps (they only move rows)
+
+
+def model_name(cfg: LLMConfig) -> str:
+    """What output rows record as the model."""
+    return f"http:{cfg.http.model}" if cfg.backend == "http" else cfg.model
+
+
+def build_processor(cfg: LLMConfig) -> Callable:
+    """A function ``Dataset -> Dataset`` that runs every row's chat through the configured model."""
+    if cfg.backend == "http":
+        return _http_processor(cfg)
+    return _vllm_processor(cfg)
+
+
+# ---- vLLM ---------------------------------------------------------------------------------------------
+
+
+_VLLM_SAMPLING_KEYS = ("temperature", "top_p", "max_tokens", "seed", "ignore_eos", "min_tokens")
+
+
+def _vllm_sampling(sampling: dict) -> dict:
+    params = {k: sampling[k] for k in _VLLM_SAMPLING_KEYS if sampling.get(k) is not None}
+    if sampling.get("json_schema") is not None:
+        # A string, not a dict: Arrow would turn a schema dict into a struct column and mangle it.
+        params["structured_outputs"] = {"json": json.dumps(sampling["json_schema"])}
+    elif sampling.get("regex") is not None:
+        params["structured_outputs"] = {"regex": sampling["regex"]}
+    return params
+
+
+def _vllm_preprocess(row: dict) -> dict:
+    return {"messages": row["messages"], "sampling_params": _vllm_sampling(json.loads(row["sampling"]))}
+
+
+def _identity(row: dict) -> dict:
+    # Rows the engine failed on bypass postprocess and come back with every column; returning the row
+    # unchanged keeps success and error rows in one schema (Ray's row builder rejects mixed keys).
+    return row
+
+
+def _vllm_processor(cfg: LLMConfig) -> Callable:
+    from ray.data.llm import build_processor as ray_build_processor
+    from ray.data.llm import vLLMEngineProcessorConfig
+
+    from jobpred.models import resolve_model
+
+    engine_kwargs = {"max_model_len": cfg.max_model_len, "dtype": cfg.dtype,
+                     "tensor_parallel_size": cfg.tensor_parallel_size, **cfg.engine_kwargs}
+    if "structured_outputs_config" not in engine_kwargs:
+        # Compact JSON (no free whitespace between tokens): a small judge cannot spend its max_tokens on
+        # newlines. An engine-level setting in vLLM (the per-request flag is ignored by xgrammar).
+        from vllm.config import StructuredOutputsConfig
+
+        engine_kwargs["structured_outputs_config"] = StructuredOutputsConfig(
+            backend="xgrammar", disable_any_whitespace=True)
+    stage = {"num_cpus": cfg.stage_num_cpus}
+    config = vLLMEngineProcessorConfig(
+        model_source=resolve_model(cfg.model),
+        engine_kwargs=engine_kwargs,
+        batch_size=cfg.batch_size,
+        concurrency=cfg.concurrency,
+        max_concurrent_batches=cfg.max_concurrent_batches,
+        placement_group_config={"bundles": cfg.placement_bundles} if cfg.placement_bundles else None,
+        accelerator_type=cfg.accelerator_type,
+        runtime_env={"env_vars": dict(cfg.env)} if cfg.env else None,
+        should_continue_on_error=True,
+        log_engine_metrics=False,
+        chat_template_stage={**stage, "chat_template_kwargs": cfg.chat_template_kwargs},
+        tokenize_stage=stage,
+        detokenize_stage=False,  # the engine already returns text; one actor fewer per processor
+    )
+    processor = ray_build_processor(
+        config, preprocess=_vllm_preprocess, postprocess=_identity,
+        preprocess_map_kwargs={"num_cpus": _LIGHT_CPU}, postprocess_map_kwargs={"num_cpus": _LIGHT_CPU},
+    )
+
+    def run(ds):
+        return processor(ds).map_batches(_vllm_outputs, batch_format="pyarrow", num_cpus=_LIGHT_CPU)
+
+    return run
+
+
+_VLLM_INTERNAL = {"messages", "sampling_params", "prompt", "prompt_token_ids", "tokenized_prompt",
+                  "generated_tokens", "generated_text", "num_input_tokens", "num_generated_tokens",
+                  "embeddings", "metrics", "logprobs", "prompt_logprobs", "request_id", "batch_uuid",
+                  "time_taken_llm", "params", "__inference_error__", "__idx_in_batch"}
+
+
+def _vllm_outputs(batch: pa.Table) -> pa.Table:
+    """Engine columns -> the uniform output columns; carried input columns are kept as they are."""
+    keep = [c for c in batch.column_names if c not in _VLLM_INTERNAL]
+    n = batch.num_rows
+    err = batch.column("__inference_error__") if "__inference_error__" in batch.column_names else None
+    seconds = batch.column("time_taken_llm").to_pylist()
+    out = batch.select(keep)
+    cols = {
+        "generated_text": batch.column("generated_text").cast(pa.string()),
+        "prompt_tokens": batch.column("num_input_tokens").cast(pa.int32()),
+        "generated_tokens": batch.column("num_generated_tokens").cast(pa.int32()),
+        "llm_seconds": pa.array([s if s is not None and s >= 0 else None for s in seconds], pa.float32()),
+        "llm_error": err.cast(pa.string()) if err is not None else pa.array([""] * n, pa.string()),
+    }
+    for name, col in cols.items():
+        out = out.append_column(name, col)
+    return out
+
+
+# ---- OpenAI-compatible HTTP endpoint ------------------------------------------------------------------
+
+
+def _http_processor(cfg: LLMConfig) -> Callable:
+    from ray.data.llm import HttpRequestProcessorConfig
+    from ray.data.llm import build_processor as ray_build_processor
+
+    headers = {}
+    if cfg.http.api_key_env:
+        key = os.environ.get(cfg.http.api_key_env)
+        if not key:
+            raise ValueError(f"the HTTP endpoint needs an API key in ${cfg.http.api_key_env} (http.api_key_env)")
+        headers["Authorization"] = f"Bearer {key}"
+    config = HttpRequestProcessorConfig(
+        url=cfg.http.url, headers=headers, qps=cfg.http.qps, max_retries=cfg.http.max_retries,
+        base_retry_wait_time_in_s=cfg.http.base_retry_wait_s, batch_size=cfg.batch_size,
+        concurrency=cfg.concurrency, http_request_stage={"num_cpus": cfg.stage_num_cpus},
+    )
+    model, use_schema = cfg.http.model, cfg.http.json_schema
+
+    def preprocess(row: dict) -> dict:
+        sampling = json.loads(row["sampling"])
+        payload = {"model": model, "messages": [dict(m) for m in row["messages"]],
+                   **{k: sampling[k] for k in ("temperature", "top_p", "max_tokens", "seed") if k in sampling}}
+        if use_schema and sampling.get("json_schema") is not None:
+            payload["response_format"] = {"type": "json_schema", "json_schema": {
+                "name": "judgement", "schema": sampling["json_schema"], "strict": False}}
+        return {"payload": payload}
+
+    processor = ray_build_processor(
+        config, preprocess=preprocess, postprocess=_identity,
+        preprocess_map_kwargs={"num_cpus": _LIGHT_CPU}, postprocess_map_kwargs={"num_cpus": _LIGHT_CPU},
+    )
+
+    def run(ds):
+        return processor(ds).map_batches(_http_outputs, batch_format="pyarrow", num_cpus=_LIGHT_CPU)
+
+    return run
+
+
+def _http_outputs(batch: pa.Table) -> pa.Table:
+    keep = [c for c in batch.column_names if c not in ("messages", "payload", "http_response")]
+    texts, p_tok, g_tok, errors = [], [], [], []
+    for resp in batch.column("http_response").to_pylist():
+        resp = resp or {}
+        try:
+            texts.append(resp["choices"][0]["message"]["content"] or "")
+            usage = resp.get("usage") or {}
+            p_tok.append(usage.get("prompt_tokens"))
+            g_tok.append(usage.get("completion_tokens"))
+            errors.append("")
+        except (KeyError, IndexError, TypeError):
+            texts.append("")
+            p_tok.append(None)
+            g_tok.append(None)
+            err = resp.get("error") if isinstance(resp, dict) else None
+            msg = err.get("message") if isinstance(err, dict) else err
+            errors.append(f"endpoint error: {str(msg or resp)[:500]}")
+    out = batch.select(keep)
+    cols = {"generated_text": pa.array(texts, pa.string()), "prompt_tokens": pa.array(p_tok, pa.int32()),
+            "generated_tokens": pa.array(g_tok, pa.int32()),
+            "llm_seconds": pa.nulls(batch.num_rows, pa.float32()), "llm_error": pa.array(errors, pa.string())}
+    for name, col in cols.items():
+        out = out.append_column(name, col)
+    return out

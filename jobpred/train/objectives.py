@@ -1,0 +1,98 @@
+"""The two training objectives on a batch of token rows: SFT (target-only cross-entropy) and DPO (sigmoid).
+
+    collate = Collator("sft", pad_token_id)          # TRL's collators: dynamic right padding
+    batch = collate(rows)
+    loss_sum, stats = sft_loss(model, batch, n_items)   # n_items: this worker's share of the step's targets
+
+Both losses are normalised so that DDP's gradient *average* over workers (and the sum over gradient-
+accumulation micro-batches) gives the exact mean of the whole global batch: SFT divides the summed token
+losses by (target tokens of the global step / world size), DPO the summed pair losses by (pairs / world).
+Padding (TRL's ``DataCollatorForLanguageModeling`` / ``DataCollatorForPreference``) and log-probabilities
+(TRL's ``selective_log_softmax``) are TRL's; the cross-entropy is transformers' own causal-LM loss.
+
+torch and TRL are imported inside the functions: this module is shipped to Ray workers.
+"""
+
+from __future__ import annotations
+
+OBJECTIVES = ("sft", "dpo")
+
+
+class Collator:
+    """Rows (dicts of token-id lists) -> padded tensors, with TRL's collator for the objective."""
+
+    def __init__(self, objective: str, pad_token_id: int) -> None:
+        if objective == "sft":
+            from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+            self.collate = DataCollatorForLanguageModeling(pad_token_id=pad_token_id)
+            self.keys = ("input_ids", "labels")
+        elif objective == "dpo":
+            from trl.trainer.dpo_trainer import DataCollatorForPreference
+
+            self.collate = DataCollatorForPreference(pad_token_id=pad_token_id)
+            self.keys = ("prompt_ids", "chosen_ids", "rejected_ids", "ref_chosen_logps", "ref_rejected_logps")
+        else:
+            raise ValueError(f"unknown objective {objective!r}; expected one of {OBJECTIVES}")
+
+    def __call__(self, rows: list[dict]) -> dict:
+        return self.collate([{k: r[k] for k in self.keys if k in r} for r in rows])
+
+
+def n_items(objective: str, batch: dict) -> int:
+    """What the objective averages over: target tokens (SFT) or preference pairs (DPO)."""
+    if objective == "sft":
+        return int((batch["labels"] != -100).sum())
+    return int(batch["input_ids"].shape[0] // 2)
+
+
+def n_tokens(batch: dict) -> int:
+    """Real (non-padding) tokens in the batch: the throughput unit."""
+    return int(batch["attention_mask"].sum())
+
+
+def sft_loss(model, batch: dict, items_per_worker: float):
+    """Summed cross-entropy of the target tokens / ``items_per_worker`` (transformers' causal-LM loss with
+    ``num_items_in_batch``, which shifts labels and ignores -100)."""
+    import torch
+
+    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"],
+                use_cache=False, num_items_in_batch=torch.tensor(items_per_worker))
+    return out.loss, {}
+
+
+def sequence_logps(model, input_ids, attention_mask, completion_mask):
+    """Sum of log p(token) over the completion tokens of each row: (B, T) -> (B,)."""
+    from trl.trainer.utils import selective_log_softmax
+
+    logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits  # (B, T, V)
+    # float32: summed over a completion, bf16 log-probs (8 bits of mantissa) would round the policy and the
+    # reference to the same value and the DPO margin to 0
+    per_token = selective_log_softmax(logits[:, :-1].float(), input_ids[:, 1:])  # (B, T-1): log p(x_t | x_<t)
+    return (per_token * completion_mask[:, 1:]).sum(dim=1)
+
+
+def dpo_loss(model, batch: dict, items_per_worker: float, beta: float):
+    """Sigmoid DPO (Rafailov et al. 2023; TRL's ``loss_type='sigmoid'``) against precomputed reference
+    log-probs: -log sigmoid(beta * ((pi_c - ref_c) - (pi_r - ref_r))), summed / ``items_per_worker``."""
+    import torch.nn.functional as F
+
+    logps = sequence_logps(model, batch["input_ids"], batch["attention_mask"], batch["completion_mask"])
+    chosen, rejected = logps.chunk(2)  # the collator puts all chosen rows first, then all rejected rows
+    chosen_ratio = chosen - batch["ref_chosen_logps"].to(chosen.dtype)
+    rejected_ratio = rejected - batch["ref_rejected_logps"].to(rejected.dtype)
+    margin = beta * (chosen_ratio - rejected_ratio)  # (B,)
+    loss = -F.logsigmoid(margin).sum() / items_per_worker
+    stats = {"reward_accuracy": float((margin > 0).float().sum()), "reward_margin": float(margin.detach().sum()),
+             "chosen_reward": float(beta * chosen_ratio.detach().sum())}
+    return loss, stats  # stats are sums over pairs; the loop turns them into means over the global step
+
+
+def reference_logps(model, batch: dict) -> tuple[list[float], list[float]]:
+    """(chosen, rejected) summed completion log-probs of the frozen reference model (no grad)."""
+    import torch
+
+    with torch.no_grad():
+        logps = sequence_logps(model, batch["input_ids"], batch["attention_mask"], batch["completion_mask"])
+    chosen, rejected = logps.float().chunk(2)
+    return chosen.tolist(), rejected.tolist()
