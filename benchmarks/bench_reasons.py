@@ -3,6 +3,7 @@
 Run as:
     python -m benchmarks.bench_reasons                      # ~6 minutes on a 2-core CPU
     python -m benchmarks.bench_reasons --prompts 512 --new-tokens 64
+    python -m benchmarks.bench_reasons --streaming 1000 20000   # memory stays flat as the input grows
 
 Same prompts (the stage's own candidate prompts, with the '<think>' prefill, built from synthetic
 examples), same model (the embedded default, bf16), same machine, each measurement in a fresh subprocess,
@@ -12,8 +13,10 @@ one after the other:
 - ``vllm``: plain ``vllm.LLM.chat`` (engine start timed separately): the candidate prompts, greedy,
   exactly ``--new-tokens`` each (ignore_eos); then the three judge prompts with structured outputs (JSON
   schema) vs unconstrained generation of the same length, request by request;
-- ``ray``: the same candidate rows through ``jobpred.llm.engine.build_processor`` (ray.data.llm, one
-  Ray Data execution), end to end and at steady state (after the first rows arrive);
+- ``ray``: the same candidate rows through ``jobpred.llm.engine.build_processor`` (ray.data.llm, the
+  pipeline's engine settings from configs/local.yaml): one execution with ``--ray-small`` prompts, one
+  with all of them; steady state = the difference in tokens over the difference in time, fixed cost per
+  execution = what remains of the small run;
 - ``hf``: transformers batched ``generate`` (batches of 16, left padding, same length).
 Targets from the issue: pipeline >= 0.9x plain vLLM at steady state, >= 1.5x transformers; structured
 judge <= 1.3x the time of unconstrained generation of the same length.
@@ -77,15 +80,27 @@ def _matmul() -> dict:
     return out
 
 
+def _teacher():
+    from jobpred.config import load_config
+
+    return load_config(Path(__file__).resolve().parents[1] / "configs" / "local.yaml").reasons.teacher
+
+
 def _vllm(prompts: dict, new_tokens: int, judge_max: int) -> dict:
+    """Plain vLLM with exactly the engine settings the pipeline gives its engine (configs/local.yaml)."""
+    teacher = _teacher()
+    os.environ.update(teacher.env)
     from vllm import LLM, SamplingParams
+    from vllm.config import StructuredOutputsConfig
     from vllm.sampling_params import StructuredOutputsParams
 
     from jobpred.llm.prompts import JUDGE_SCHEMAS
     from jobpred.models import resolve_model
 
     t = time.perf_counter()
-    llm = LLM(model=resolve_model("smollm2-135m-instruct"), dtype="bfloat16", max_model_len=2048)
+    llm = LLM(model=resolve_model(teacher.model), dtype=teacher.dtype, max_model_len=teacher.max_model_len,
+              structured_outputs_config=StructuredOutputsConfig(backend="xgrammar", disable_any_whitespace=True),
+              **teacher.engine_kwargs)
     start_s = time.perf_counter() - t
     cand = prompts["candidates"]
     chat = {"add_generation_prompt": False, "continue_final_message": True, "use_tqdm": False}
@@ -98,7 +113,7 @@ def _vllm(prompts: dict, new_tokens: int, judge_max: int) -> dict:
     msgs = [j["messages"] for j in judge]
 
     def structured(j):
-        so = StructuredOutputsParams(json=json.dumps(JUDGE_SCHEMAS[j["criterion"]]), disable_any_whitespace=True)
+        so = StructuredOutputsParams(json=json.dumps(JUDGE_SCHEMAS[j["criterion"]]))
         return SamplingParams(temperature=0, max_tokens=judge_max, structured_outputs=so)
 
     plain = {"use_tqdm": False}
@@ -126,31 +141,35 @@ def _vllm(prompts: dict, new_tokens: int, judge_max: int) -> dict:
             "judge_valid_json": f"{valid}/{len(judge)}"}
 
 
-def _ray(prompts: dict, new_tokens: int) -> dict:
+def _ray(prompts: dict, new_tokens: int, small: int) -> dict:
+    """Two executions of the pipeline's processor (each starts its engine): ``small`` prompts, then all.
+    The difference gives the steady-state rate; the small run's remainder is the fixed cost per execution."""
     import ray
 
-    from jobpred.config import RayConfig, load_config
+    from jobpred.config import RayConfig
     from jobpred.llm import engine
     from jobpred.ray_utils import init_ray
 
-    repo = Path(__file__).resolve().parents[1]
-    teacher = load_config(repo / "configs" / "local.yaml").reasons.teacher
+    teacher = _teacher()
     init_ray(RayConfig(num_cpus=2, object_store_memory_mb=1024))
     sampling = json.dumps({"temperature": 0, "max_tokens": new_tokens, "ignore_eos": True})
     rows = [{"i": i, "messages": m, "sampling": sampling} for i, m in enumerate(prompts["candidates"])]
-    t0 = time.perf_counter()
-    ds = engine.build_processor(teacher)(ray.data.from_items(rows))
-    arrivals = []  # (seconds since start, generated tokens) per block
-    for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
-        arrivals.append((time.perf_counter() - t0, sum(batch.column("generated_tokens").to_pylist())))
-    total_s = arrivals[-1][0]
-    tokens = sum(n for _, n in arrivals)
-    first_s, first_n = arrivals[0]
-    steady = (tokens - first_n) / (total_s - first_s) if total_s > first_s else float("nan")
+
+    def execute(n: int) -> tuple[float, int]:
+        t0 = time.perf_counter()
+        ds = engine.build_processor(teacher)(ray.data.from_items(rows[:n]))
+        tokens = sum(sum(b.column("generated_tokens").to_pylist())
+                     for b in ds.iter_batches(batch_size=None, batch_format="pyarrow"))
+        return time.perf_counter() - t0, tokens
+
+    small_s, small_tok = execute(small)
+    large_s, large_tok = execute(len(rows))
     ray.shutdown()
-    return {"total_s": round(total_s, 1), "first_output_s": round(first_s, 1), "gen_tokens": tokens,
-            "blocks": len(arrivals), "steady_tokens_per_s": round(steady, 1),
-            "end_to_end_tokens_per_s": round(tokens / total_s, 1),
+    steady = (large_tok - small_tok) / (large_s - small_s)
+    return {"small_s": round(small_s, 1), "small_tokens": small_tok, "large_s": round(large_s, 1),
+            "gen_tokens": large_tok, "steady_tokens_per_s": round(steady, 1),
+            "fixed_s": round(small_s - small_tok / steady, 1),
+            "end_to_end_tokens_per_s": round(large_tok / large_s, 1),
             "batch_size": teacher.batch_size, "max_concurrent_batches": teacher.max_concurrent_batches}
 
 
@@ -177,10 +196,80 @@ def _hf(prompts: dict, new_tokens: int, n: int) -> dict:
     return {"params": params, "gen_s": round(seconds, 2), "gen_tokens": tokens, "prompts": len(texts)}
 
 
+class _Endpoint:
+    """A local OpenAI-compatible endpoint that answers instantly (a well-formed candidate, or a judgement),
+    so that a streaming run measures the pipeline and the driver, not a model."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                user = body["messages"][-1]["content"]
+                if "Check every claim" in user:
+                    text = '{"errors":[],"error_count":0,"score":4}'
+                elif "Judge the reason on its own" in user:
+                    text = '{"temporal_order":"good","logical_issues":0,"score":4}'
+                elif "true next occupation is given above" in user:
+                    text = '{"relevance":"strong","supports":"this_occupation","score":4}'
+                else:
+                    text = "<think>\nSteady moves within one field.\n</think>\n<answer>Registered Nurses</answer>"
+                data = json.dumps({"choices": [{"message": {"content": text}}],
+                                   "usage": {"prompt_tokens": len(user) // 4, "completion_tokens": 12}}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1/chat/completions"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def _streaming(examples: int) -> dict:
+    """The whole stage (candidates, judge, select) over ``examples`` train examples against the instant
+    endpoint: peak memory (PSS of this process and its Ray workers) should not grow with the input."""
+    from benchmarks.common import PeakMemory, Timer
+    from jobpred.config import PrepareConfig, SplitConfig, SynthConfig, load_config
+    from jobpred.data.prepare import prepare
+    from jobpred.data.synth import write_synthetic
+    from jobpred.reasons import run
+
+    endpoint = _Endpoint()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        write_synthetic(SynthConfig(persons=examples, seed=1), tmp / "p.jsonl", progress=False)
+        prepare(tmp / "p.jsonl", tmp / "run", PrepareConfig(engine="local", split=SplitConfig(
+            train=0.98, val=0.01, test=0.01)))
+        http = f"{{url: '{endpoint.url}', model: instant, api_key_env: null, max_retries: 2}}"
+        overrides = ["reasons.max_examples=null", "reasons.n_candidates=1", "reasons.commit_every=500",
+                     "reasons.progress_every_s=30", "ray.num_cpus=2"]
+        for who in ("teacher", "judge"):
+            overrides += [f"reasons.{who}.backend=http", f"reasons.{who}.http={http}",
+                          f"reasons.{who}.batch_size=64", f"reasons.{who}.concurrency=1"]
+        cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "local.yaml", overrides)
+        with PeakMemory(interval=0.5) as mem, Timer() as t:
+            counts = run(cfg, tmp / "run")
+    return {"examples": counts["planned"], "seconds": round(t.seconds, 1), "peak_gb": mem.peak_gb,
+            "examples_per_s": round(counts["planned"] / t.seconds, 1), "oracle": counts["oracle"],
+            "judgements": counts["judgements"]}
+
+
 def _child(kind: str, prompts_path: Path, args) -> None:
+    if kind.startswith("streaming-"):
+        print("RESULT " + json.dumps(_streaming(int(kind.split("-")[1]))), flush=True)
+        return
     prompts = json.loads(prompts_path.read_text()) if kind != "matmul" else {}
     fn = {"matmul": lambda: _matmul(), "vllm": lambda: _vllm(prompts, args.new_tokens, args.judge_max_tokens),
-          "ray": lambda: _ray(prompts, args.new_tokens), "hf": lambda: _hf(prompts, args.new_tokens, args.hf_prompts)}
+          "ray": lambda: _ray(prompts, args.new_tokens, args.ray_small), "hf": lambda: _hf(prompts, args.new_tokens, args.hf_prompts)}
     print("RESULT " + json.dumps(fn[kind]()), flush=True)
 
 
@@ -202,14 +291,23 @@ def main() -> None:
     parser.add_argument("--hf-prompts", type=int, default=64, help="prompts for transformers (it is slow)")
     parser.add_argument("--judge-prompts", type=int, default=96, help="judge prompts (the 3 criteria in turn)")
     parser.add_argument("--judge-max-tokens", type=int, default=160)
+    parser.add_argument("--ray-small", type=int, default=32, help="prompts of the pipeline's first execution")
+    parser.add_argument("--streaming", type=int, nargs="*", metavar="N",
+                        help="only the streaming check: the whole stage on N examples each against an "
+                             "instant local endpoint, peak memory and time (e.g. --streaming 1000 20000)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--prompts-file", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         _child(args.child, args.prompts_file, args)
         return
+    if args.streaming:
+        rows = [_run_child(f"streaming-{n}", Path("-"), []) for n in args.streaming]
+        print(markdown_table(rows))
+        print(f"results: {write_results('reasons-streaming', {'rows': rows})}")
+        return
     argv = ["--new-tokens", str(args.new_tokens), "--hf-prompts", str(args.hf_prompts),
-            "--judge-max-tokens", str(args.judge_max_tokens)]
+            "--judge-max-tokens", str(args.judge_max_tokens), "--ray-small", str(args.ray_small)]
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "prompts.json"
         path.write_text(json.dumps(_prompts(Path(tmp), args.prompts, args.judge_prompts)))
@@ -223,7 +321,7 @@ def main() -> None:
         {"path": "ray.data.llm pipeline (steady state)", "tokens": res["ray"]["gen_tokens"],
          "tokens_per_s": round(ray_tps), "vs_vllm": round(ray_tps / vllm_tps, 2),
          "vs_transformers": round(ray_tps / hf_tps, 2), "of_bf16_bound": f"{ray_tps / bound:.1%}",
-         "fixed_cost_s": f"{res['ray']['first_output_s']} (start + first rows)"},
+         "fixed_cost_s": f"{res['ray']['fixed_s']} per execution (actors + engine start)"},
         {"path": "ray.data.llm pipeline (end to end)", "tokens": res["ray"]["gen_tokens"],
          "tokens_per_s": res["ray"]["end_to_end_tokens_per_s"],
          "vs_vllm": round(res["ray"]["end_to_end_tokens_per_s"] / vllm_tps, 2),

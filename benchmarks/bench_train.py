@@ -14,7 +14,9 @@ same batch size per worker, each measurement in a fresh subprocess, one after th
 ``plain`` runs first and again last, and ``vs_plain`` divides by the mean of the two, to bracket the drift
 of a shared machine. Throughput is the steady state (steps 2..N, from each run's metrics.jsonl: real tokens of prompt + target,
 forward + backward + optimiser); wall time includes Ray start, tokenising and worker start-up. Target from
-the issue: ray-1 >= 0.9x plain. Peak memory is the PSS of the process tree (driver, Ray, workers).
+the issue: ray-1 >= 0.9x plain. ``tokens_per_cpu_s`` divides by the CPU time of the training process(es)
+instead of wall time: on a machine shared with other jobs it compares the code paths without the
+neighbours' load. Peak memory is the PSS of the process tree (driver, Ray, workers).
 """
 
 from __future__ import annotations
@@ -108,6 +110,7 @@ def _measure(args, work: Path) -> dict:
     return {"variant": args.child, "steps": len(curve), "rows_per_step": max(r["examples"] for r in curve),
             "tokens_per_s": round(sum(r["tokens"] for r in steady) / sum(r["seconds"] for r in steady), 1),
             "examples_per_s": round(sum(r["examples"] for r in steady) / sum(r["seconds"] for r in steady), 3),
+            "tokens_per_cpu_s": round(sum(r["tokens"] for r in steady) / sum(r["cpu_seconds"] for r in steady), 1),
             "step_s": round(sum(r["seconds"] for r in steady) / len(steady), 2), "wall_s": round(wall, 1),
             "losses": [round(r["loss"], 5) for r in curve]}
 
@@ -138,10 +141,15 @@ def main() -> None:
         result = json.loads(next(x for x in out.stdout.splitlines() if x.startswith("RESULT "))[7:])
         rows.append({**result, "peak_pss_gb": mem.peak_gb})
         print(json.dumps(rows[-1]), flush=True)
-    plains = [r["tokens_per_s"] for r in rows if r["variant"] == "plain"]
-    plain = next((r for r in rows if r["variant"] == "plain"), None)
+    plains = [r for r in rows if r["variant"] == "plain"]
+    plain = plains[0] if plains else None
+
+    def ratio(r: dict, key: str) -> float:
+        return round(r[key] / (sum(p[key] for p in plains) / len(plains)), 2)
+
     table = [{k: v for k, v in r.items() if k != "losses"} | (
-        {"vs_plain": round(r["tokens_per_s"] / (sum(plains) / len(plains)), 2)} if plains else {}) for r in rows]
+        {"vs_plain": ratio(r, "tokens_per_s"), "vs_plain_cpu": ratio(r, "tokens_per_cpu_s")} if plains else {})
+        for r in rows]
     same = None
     ray1 = next((r for r in rows if r["variant"] == "ray-1"), None)
     if plain and ray1:  # identical rows and step order: the loss curves must agree

@@ -193,8 +193,9 @@ class LLMConfig(_Section):
     )
     placement_bundles: list[dict[str, float]] | None = Field(
         default_factory=lambda: [{"CPU": 1}],
-        description="Ray placement-group bundles of one engine replica. [{CPU: 1}] runs vLLM's CPU build; "
-        "None: Ray's default, one {GPU: 1, CPU: 1} bundle per tensor-parallel worker.",
+        description="Ray placement-group bundles of one engine replica, one per tensor-parallel worker. "
+        "[{CPU: 1}] runs vLLM's CPU build; [{GPU: 1, CPU: 4}] one GPU replica; None: Ray's default, "
+        "one {GPU: 1, CPU: 1} bundle per tensor-parallel worker.",
     )
     accelerator_type: str | None = Field(None, description="Ray accelerator type to pin replicas to, e.g. H100.")
     concurrency: int = Field(1, ge=1, description="Engine replicas (data parallelism across GPUs or nodes).")

@@ -392,3 +392,38 @@ def test_cli_lists_reasons_and_stays_light():
             "jobpred.llm.engine, jobpred.llm.prompts, jobpred.llm.budget\nimport sys\nprint(' '.join(sys.modules))")
     loaded = set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split())
     assert not loaded & {"torch", "vllm", "ray", "transformers"}
+
+
+# ---- engine adapters (no engine) ----------------------------------------------------------------------
+
+def test_sampling_translation_and_recording():
+    from jobpred.llm import engine
+
+    judge = engine._vllm_sampling({"temperature": 0, "top_p": 1, "max_tokens": 8, "seed": 3,
+                                   "json_schema": JUDGE_SCHEMAS["utility"], "regex": None})
+    assert judge["structured_outputs"] == {"json": json.dumps(JUDGE_SCHEMAS["utility"])}
+    assert judge["seed"] == 3 and "regex" not in judge
+    cand = engine._vllm_sampling({"temperature": 0.8, "max_tokens": 8, "seed": None, "regex": "a+"})
+    assert cand == {"temperature": 0.8, "max_tokens": 8, "structured_outputs": {"regex": "a+"}}
+    recorded = json.loads(gen.record_sampling(json.dumps({"seed": 1, "regex": "x" * 5000})))
+    assert recorded["seed"] == 1 and recorded["regex"].startswith("<5000 chars, blake2b ")
+
+
+def test_engine_outputs_are_uniform_across_backends():
+    from jobpred.llm import engine
+
+    vllm_batch = pa.table({"example_id": ["a", "b"], "messages": [[], []], "generated_text": ["hi", ""],
+                           "num_input_tokens": [5, 0], "num_generated_tokens": [1, 0], "time_taken_llm": [0.5, -1.0],
+                           "__inference_error__": ["", "ValueError: prompt too long"], "prompt": ["p", "p"]})
+    http_batch = pa.table({"example_id": ["a", "b"], "messages": [[], []], "payload": [{"x": 1}, {"x": 1}],
+                           "http_response": [
+                               {"choices": [{"message": {"content": "hi"}}], "usage": {"prompt_tokens": 5,
+                                                                                   "completion_tokens": 1}},
+                               {"error": {"message": "context_length_exceeded"}}]})
+    for out in (engine._vllm_outputs(vllm_batch), engine._http_outputs(http_batch)):
+        assert out.column_names == ["example_id", *engine.OUTPUT_COLUMNS]
+        rows = out.to_pylist()
+        assert rows[0]["generated_text"] == "hi" and rows[0]["llm_error"] == "" and rows[0]["prompt_tokens"] == 5
+        assert rows[1]["llm_error"] and ("prompt too long" in rows[1]["llm_error"]
+                                         or "context_length_exceeded" in rows[1]["llm_error"])
+    assert engine._vllm_outputs(vllm_batch).column("llm_seconds").to_pylist()[1] is None

@@ -109,7 +109,10 @@ def _vllm_processor(cfg: LLMConfig) -> Callable:
     )
 
     def run(ds):
-        return processor(ds).map_batches(_vllm_outputs, batch_format="pyarrow", num_cpus=_LIGHT_CPU)
+        # batch_size=None: whole blocks, so each engine batch flows on at once (the default would hold
+        # rows back until 1,024 had accumulated: bursty progress, coarse commits)
+        return processor(ds).map_batches(_vllm_outputs, batch_size=None, batch_format="pyarrow",
+                                         num_cpus=_LIGHT_CPU)
 
     return run
 
@@ -174,7 +177,8 @@ def _http_processor(cfg: LLMConfig) -> Callable:
     )
 
     def run(ds):
-        return processor(ds).map_batches(_http_outputs, batch_format="pyarrow", num_cpus=_LIGHT_CPU)
+        return processor(ds).map_batches(_http_outputs, batch_size=None, batch_format="pyarrow",
+                                         num_cpus=_LIGHT_CPU)
 
     return run
 

@@ -220,12 +220,13 @@ def run(cfg: JobpredConfig, run_dir: str | os.PathLike) -> dict:
     init_ray(cfg.ray)
     keep = pa.array(todo, pa.string())
     ds = ray.data.read_parquet(str(examples), num_cpus=_LIGHT_CPU).select_columns(_INPUT_COLUMNS)
-    ds = ds.map_batches(_keep, fn_kwargs={"ids": keep}, batch_format="pyarrow", num_cpus=_LIGHT_CPU)
+    ds = ds.map_batches(_keep, fn_kwargs={"ids": keep}, batch_size=None, batch_format="pyarrow",
+                        num_cpus=_LIGHT_CPU)
     ds = ds.map_batches(BuildCandidateRequests, fn_constructor_kwargs={"cfg": rcfg}, batch_size=16,
                         batch_format="pyarrow", num_cpus=_LIGHT_CPU,
                         compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, rcfg.teacher.concurrency)))
     ds = engine.build_processor(rcfg.teacher)(ds)
-    ds = ds.map_batches(ParseCandidates, fn_constructor_kwargs={"cfg": rcfg}, batch_format="pyarrow",
+    ds = ds.map_batches(ParseCandidates, fn_constructor_kwargs={"cfg": rcfg}, batch_size=None, batch_format="pyarrow",
                         num_cpus=_LIGHT_CPU, compute=ray.data.ActorPoolStrategy(size=1))
     committed = run_phase(iter_rows(ds), store, PHASE, to_tables, rcfg.commit_every, progress)
     return {"planned": len(plan), "todo": len(todo), "committed": committed, **progress.write()}

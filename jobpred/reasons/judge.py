@@ -142,7 +142,7 @@ def _pipeline(ds, rcfg: ReasonsConfig, attempt: int):
                         batch_size=16, batch_format="pyarrow", num_cpus=_LIGHT_CPU,
                         compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, rcfg.judge.concurrency)))
     ds = engine.build_processor(rcfg.judge)(ds)
-    return ds.map_batches(parse_judgements, fn_kwargs={"model": engine.model_name(rcfg.judge)},
+    return ds.map_batches(parse_judgements, fn_kwargs={"model": engine.model_name(rcfg.judge)}, batch_size=None,
                           batch_format="pyarrow", num_cpus=_LIGHT_CPU)
 
 
@@ -163,7 +163,7 @@ def run(cfg: JobpredConfig, run_dir: str | os.PathLike) -> dict:
         progress = Progress(store.root / "progress.json", PHASE, todo.height, rcfg.progress_every_s)
         ds = ray.data.read_parquet([str(f) for f in store.files("candidates")], num_cpus=_LIGHT_CPU)
         ds = ds.select_columns([*_CANDIDATE_COLUMNS, "format_ok"])
-        ds = ds.map_batches(_todo, fn_kwargs={"done": pa.array(sorted(done), pa.string())},
+        ds = ds.map_batches(_todo, fn_kwargs={"done": pa.array(sorted(done), pa.string())}, batch_size=None,
                             batch_format="pyarrow", num_cpus=_LIGHT_CPU)
         committed = run_phase(iter_rows(_pipeline(ds, rcfg, 1)), store, PHASE, to_tables, rcfg.commit_every,
                               progress)

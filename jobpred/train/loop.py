@@ -149,7 +149,7 @@ def run_loop(spec: dict, session) -> dict:
     collate = Collator(objective, spec["pad_token_id"])
     last: dict = {}
     for s in range(start, plan.total_steps):
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         torch.manual_seed(_step_seed(tc.seed, s, rank))  # dropout masks: a replayed step is the same step
         step_batches = step_rows(rows, s, plan, rank)
         micro = [{k: v.to(device) for k, v in collate(mb).items()} for mb in step_batches]
@@ -162,15 +162,17 @@ def run_loop(spec: dict, session) -> dict:
         opt.zero_grad(set_to_none=True)
         tokens = sum(n_tokens(b) for b in micro)
         n_rows = sum(int(b["input_ids"].shape[0]) // (2 if objective == "dpo" else 1) for b in micro)
-        totals = _all_sum([loss_sum, tokens, n_rows, *stats.values()], world, device)
+        cpu = time.process_time() - cpu_started  # all threads of this worker: what the step cost, whatever ran beside
+        totals = _all_sum([loss_sum, tokens, n_rows, cpu, *stats.values()], world, device)
         seconds = _all_max(time.perf_counter() - started, world, device)
         last = {"step": s + 1, "total_steps": plan.total_steps, "epoch": round((s + 1) / plan.steps_per_epoch, 3),
                 "loss": totals[0] / world, "lr": lr, "grad_norm": float(grad_norm) if grad_norm is not None else None,
                 "tokens": int(totals[1]), "examples": int(totals[2]), "seconds": round(seconds, 4),
+                "cpu_seconds": round(totals[3], 4),
                 "tokens_per_s": round(totals[1] / seconds, 1), "examples_per_s": round(totals[2] / seconds, 3),
                 "attempt_start_step": start, "rows_digest": _digest([r["idx"] for mb in step_batches for r in mb])}
         if objective == "dpo":
-            last.update({k: v / items for k, v in zip(_STATS, totals[3:])})
+            last.update({k: v / items for k, v in zip(_STATS, totals[4:])})
         _log_step(out, rank, last, tc.log_every, spec["name"])
         is_ckpt = spec.get("checkpoint", True) and ((s + 1) % tc.checkpoint_every == 0 or s + 1 == plan.total_steps)
         if is_ckpt:
