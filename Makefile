@@ -3,7 +3,7 @@
 #   make install   .venv with the pinned CPU stack + the default model materialised (first time: minutes)
 #   make test      fast unit tests + integration tests with real Ray / vLLM (not the `slow` ones)
 #   make test-all  everything, slow tests included
-#   make demo      the main job on the embedded default (configs/local.yaml)
+#   make demo      the main job on the embedded default: `jobpred run --config configs/local.yaml`
 #   make reasons   oracle reasons for the demo run (teacher candidates, judge, selection, DPO pairs)
 #   make train     LoRA adapters for the demo run on Ray Train (joint SFT; TRAIN_ARGS="--mode two-model --dpo")
 #   make bench     benchmarks/ (results in benchmarks/results/)
@@ -41,11 +41,11 @@ test: install
 test-all: install
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# The main job: synth -> prepare -> reasons -> train -> evaluate -> report (<= 20 minutes on 2 cores). Stages
+# already done with the same config are skipped, so an interrupted demo continues; FORCE="--force train" redoes one.
+FORCE ?=
 demo: install
-	$(VENV)/bin/jobpred synth --config configs/local.yaml --out $(RUN)/input/persons.jsonl --quiet
-	$(VENV)/bin/jobpred prepare --config configs/local.yaml --input $(RUN)/input/persons.jsonl --out $(RUN)
-	$(VENV)/bin/jobpred evaluate --config configs/local.yaml --run $(RUN) --baselines-only > $(RUN)/evaluate.json
-	@echo "run directory: $(RUN) (manifest.json, summary.json, examples/, rejected.jsonl, predictions/, report/report.md)"
+	$(VENV)/bin/jobpred run --config configs/local.yaml --run $(RUN) $(FORCE)
 
 # Oracle reasons on the demo run directory (after `make demo`; resumes if interrupted). A few minutes on 2 cores.
 reasons: install

@@ -77,6 +77,16 @@ class RunDir:
             "argv": sys.argv,
             **(extra or {}),
         }
+        self._write(manifest)
+
+    def forget_stages(self, stages: list[str]) -> None:
+        """Drop stages from the manifest, before they are redone (deleting their files is the caller's job)."""
+        manifest = self.manifest()
+        dropped = [stage for stage in stages if manifest["stages"].pop(stage, None) is not None]
+        if dropped:
+            self._write(manifest)
+
+    def _write(self, manifest: dict) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
         tmp = self.manifest_path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(manifest, indent=2, default=str) + "\n")

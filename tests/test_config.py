@@ -9,7 +9,7 @@ CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"
 
 
 def test_there_are_presets():
-    assert {p.name for p in CONFIGS} >= {"local.yaml", "gpu-cluster.yaml"}
+    assert {p.name for p in CONFIGS} >= {"local.yaml", "local-full.yaml", "gpu-cluster.yaml", "cluster-qwen3-8b.yaml"}
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
