@@ -33,7 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import machine, markdown_table, write_results
+from benchmarks.common import LoadAverage, machine, markdown_table, write_results
 
 
 def _prompts(workdir: Path, n: int, judge_n: int) -> dict:
@@ -151,6 +151,9 @@ def _ray(prompts: dict, new_tokens: int, small: int) -> dict:
     from jobpred.ray_utils import init_ray
 
     teacher = _teacher()
+    # Ray starts its workers (and so the vLLM engine they spawn) at niceness 15; the other paths run at 0.
+    # On a machine shared with other jobs that would handicap this path alone: start them at 0 too.
+    os.environ["RAY_worker_niceness"] = "0"  # noqa: SIM112 (Ray config names are case-sensitive)
     init_ray(RayConfig(num_cpus=2, object_store_memory_mb=1024))
     sampling = json.dumps({"temperature": 0, "max_tokens": new_tokens, "ignore_eos": True})
     rows = [{"i": i, "messages": m, "sampling": sampling} for i, m in enumerate(prompts["candidates"])]
@@ -275,13 +278,14 @@ def _child(kind: str, prompts_path: Path, args) -> None:
 
 def _run_child(kind: str, prompts_path: Path, argv: list[str]) -> dict:
     t = time.perf_counter()
-    out = subprocess.run([sys.executable, "-m", "benchmarks.bench_reasons", "--child", kind, "--prompts-file",
-                          str(prompts_path), *argv], capture_output=True, text=True)
+    with LoadAverage() as load:
+        out = subprocess.run([sys.executable, "-m", "benchmarks.bench_reasons", "--child", kind, "--prompts-file",
+                              str(prompts_path), *argv], capture_output=True, text=True)
     line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT ")), None)
     if line is None:
         sys.exit(f"{kind} run failed:\n{out.stderr[-4000:]}")
-    print(f"{kind}: {time.perf_counter() - t:.0f}s", file=sys.stderr, flush=True)
-    return json.loads(line[7:])
+    print(f"{kind}: {time.perf_counter() - t:.0f}s, {load.summary()}", file=sys.stderr, flush=True)
+    return json.loads(line[7:]) | load.summary()
 
 
 def main() -> None:
@@ -302,7 +306,10 @@ def main() -> None:
         _child(args.child, args.prompts_file, args)
         return
     if args.streaming:
-        rows = [_run_child(f"streaming-{n}", Path("-"), []) for n in args.streaming]
+        rows = []
+        for n in args.streaming:  # each row printed as it completes: a long run cut short keeps the others
+            rows.append(_run_child(f"streaming-{n}", Path("-"), []))
+            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
         print(markdown_table(rows))
         print(f"results: {write_results('reasons-streaming', {'rows': rows})}")
         return

@@ -29,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import PeakMemory, markdown_table, write_results
+from benchmarks.common import LoadAverage, PeakMemory, markdown_table, write_results
 
 VARIANTS = {"plain": {}, "ray-1": {"workers": 1, "cpus": 2}, "ray-2": {"workers": 2, "cpus": 1}}
 
@@ -134,12 +134,12 @@ def main() -> None:
         cmd = [sys.executable, "-m", "benchmarks.bench_train", "--child", variant, "--steps", str(args.steps),
                "--rows", str(args.rows), "--batch", str(args.batch), "--max-length", str(args.max_length),
                "--ray-cpus", str(args.ray_cpus)]
-        with PeakMemory(interval=0.5) as mem:
+        with PeakMemory(interval=0.5) as mem, LoadAverage() as load:
             out = subprocess.run(cmd, capture_output=True, text=True)
         if out.returncode != 0:
             raise RuntimeError(f"{variant} failed: {out.stderr[-3000:]}")
         result = json.loads(next(x for x in out.stdout.splitlines() if x.startswith("RESULT "))[7:])
-        rows.append({**result, "peak_pss_gb": mem.peak_gb})
+        rows.append({**result, "peak_pss_gb": mem.peak_gb, **load.summary()})
         print(json.dumps(rows[-1]), flush=True)
     plains = [r for r in rows if r["variant"] == "plain"]
     plain = plains[0] if plains else None

@@ -83,6 +83,33 @@ def markdown_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+class LoadAverage:
+    """Samples the 1-minute load average while a measurement runs (mean and max). On this shared 2-core
+    machine a mean well above 2 means other jobs competed for the cores: that measurement is disturbed."""
+
+    def __init__(self, interval: float = 5.0) -> None:
+        self.interval, self.samples = interval, []
+        self._stop = threading.Event()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append(os.getloadavg()[0])
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> LoadAverage:
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def summary(self) -> dict:
+        return {"load_mean": round(sum(self.samples) / max(1, len(self.samples)), 1),
+                "load_max": round(max(self.samples, default=0.0), 1)}
+
+
 class Timer:
     def __enter__(self) -> Timer:
         self.start = time.perf_counter()
