@@ -4,9 +4,11 @@
     jobpred prepare   --input PATH [--format jsonl|parquet|jobhop|karrierewege|decorte] --out RUN_DIR
     jobpred normalize [TITLE ...] [--input FILE] [--top-k K]
     jobpred score     --input FILE [--predictor NAME]        (one JSON object: AccEM, AccRM, ...)
-    jobpred evaluate  --config CFG --run RUN_DIR --baselines-only
+    jobpred evaluate  --config CFG --run RUN_DIR [--baselines-only] [--eval-run OTHER_RUN_DIR]
     jobpred reasons   --config CFG --run RUN_DIR              (oracle reasons; resumable)
     jobpred train     --config CFG --run RUN_DIR [--mode joint|two-model] [--dpo]   (LoRA adapters; resumable)
+    jobpred run       --config CFG [--run RUN_DIR] [--force STAGE ...]   (all of the above; skips what is done)
+    jobpred serve     --config CFG --run RUN_DIR [--host H] [--port P] [--insecure]   (Ray Serve; API keys)
 
 Stages that take a config accept ``--config configs/local.yaml`` and dotted overrides such as
 ``prepare.seed=3``. Errors in the input or the config print one line and exit with status 2.
@@ -20,6 +22,7 @@ import sys
 from pathlib import Path
 
 from jobpred.config import load_config
+from jobpred.pipeline import STAGE_NAMES
 
 FORMATS = ("jsonl", "parquet", "jobhop", "karrierewege", "decorte")
 
@@ -73,15 +76,10 @@ def _cmd_score(args: argparse.Namespace) -> None:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
-    from jobpred.eval import run_baselines, run_report
+    from jobpred.eval import evaluate
 
-    if not args.baselines_only:
-        raise ValueError("LLM predictors are not available yet (they come with the prediction stage); "
-                         "run with --baselines-only")
     cfg = load_config(args.config, args.overrides)
-    baselines = run_baselines(cfg, args.run)
-    report = run_report(args.run, bootstrap=cfg.baselines.bootstrap_samples, seed=cfg.baselines.bootstrap_seed)
-    print(json.dumps({"baselines": baselines, **report}, indent=2))
+    print(json.dumps(evaluate(cfg, args.run, args.eval_run, args.baselines_only), indent=2, default=str))
 
 
 def _cmd_reasons(args: argparse.Namespace) -> None:
@@ -95,6 +93,32 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
     result = run(load_config(args.config, args.overrides), args.run, mode=args.mode, dpo=args.dpo)
     print(json.dumps(result, indent=2, default=str))
+
+
+def _cmd_run(args: argparse.Namespace) -> None:
+    from jobpred.pipeline import default_run_dir, run_all
+
+    cfg = load_config(args.config, args.overrides)
+    if args.format and not args.input:
+        raise ValueError("--format needs --input")
+    run_all(cfg, args.run or default_run_dir(cfg), force=set(args.force or ()), progress=not args.quiet,
+            input_path=args.input, input_format=args.format)
+
+
+def _cmd_serve(args: argparse.Namespace) -> None:
+    from jobpred.serving.security import digest, load_api_keys
+
+    overrides = list(args.overrides)
+    overrides += [f"serve.host={args.host}"] if args.host else []
+    overrides += [f"serve.port={args.port}"] if args.port else []
+    cfg = load_config(args.config, overrides)
+    keys = load_api_keys(cfg.serve.api_keys_file)
+    if not keys and not args.insecure:
+        raise ValueError("no API key: set $JOBPRED_API_KEYS (comma-separated) or serve.api_keys_file, "
+                         "or pass --insecure to serve without keys")
+    from jobpred.serving.deployment import run_server
+
+    run_server(cfg, args.run, frozenset(map(digest, keys)) if keys else None)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -138,7 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", required=True, help="run directory (after `jobpred prepare`)")
     p.add_argument("--config", help="YAML preset (configs/*.yaml); its `baselines` section")
     p.add_argument("--baselines-only", action="store_true",
-                   help="only the baselines (popular, stay, markov, gru); required until LLM predictors exist")
+                   help="only the baselines (popular, stay, markov, gru), not the LLM predictors")
+    p.add_argument("--eval-run", help="score this run's models on the test split of another run directory "
+                   "(predictions and report under RUN_DIR/{predictions,report}/on-<its name>/)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides")
     p.set_defaults(func=_cmd_evaluate)
 
@@ -155,6 +181,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dpo", action="store_true", default=None, help="DPO after SFT (train.dpo.enabled)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides")
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("serve", help="Ray Serve: /v1/predict, OpenAI-compatible routes, LoRA adapters as models")
+    p.add_argument("--run", required=True, help="run directory (its adapters/ are served as <model>:<name>)")
+    p.add_argument("--config", help="YAML preset (configs/*.yaml); its `serve` and `predict` sections")
+    p.add_argument("--host", help="bind address (serve.host; default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="HTTP port (serve.port; default 8000)")
+    p.add_argument("--insecure", action="store_true", help="serve without API keys (never on a shared network)")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides")
+    p.set_defaults(func=_cmd_serve)
+
+    p = sub.add_parser("run", help="the main job: synth, prepare, reasons, train, evaluate, report (skips "
+                       "stages already done with the same config)")
+    p.add_argument("--config", required=True, help="YAML preset (configs/*.yaml)")
+    p.add_argument("--run", help="run directory (default: runs/<config name>); a killed run continues")
+    p.add_argument("--force", action="append", choices=STAGE_NAMES, metavar="STAGE",
+                   help=f"redo STAGE and every stage after it (repeatable; {', '.join(STAGE_NAMES)})")
+    p.add_argument("--input", help="career records to prepare instead of synthesizing them")
+    p.add_argument("--format", choices=FORMATS, help="format of --input (default: from the file suffix)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides")
+    p.set_defaults(func=_cmd_run)
     return parser
 
 

@@ -396,6 +396,118 @@ class TrainConfig(_Section):
         return self
 
 
+PREDICTOR_NAMES = ("zero-shot", "zero-shot-reason", "joint", "joint-dpo", "two-model", "two-model-dpo",
+                   "predictor-no-reason")
+
+
+class PredictConfig(_Section):
+    """LLM predictors over a split (`jobpred evaluate`): one vLLM engine, LoRA adapters chosen per row."""
+
+    predictors: list[Literal[PREDICTOR_NAMES]] = Field(  # type: ignore[valid-type]
+        default_factory=lambda: ["zero-shot", "zero-shot-reason", "joint", "joint-dpo", "two-model",
+                                 "predictor-no-reason"],
+        description="Which LLM predictors to run (jobpred/predict/steps.py): zero-shot (answer only), "
+        "zero-shot-reason (reason then answer), joint / joint-dpo (the joint adapters), two-model / "
+        "two-model-dpo (reasoner then predictor adapter), predictor-no-reason (the predictor adapter with "
+        "an empty reason: the reason-swap experiment).",
+    )
+    missing_adapters: Literal["skip", "error"] = Field(
+        "skip", description="A predictor whose adapters were not trained: 'skip' it (recorded in the "
+        "manifest and the report) or fail with an error.",
+    )
+    split: Literal["val", "test"] = Field("test", description="The split predictions are made for.")
+    max_examples: int | None = Field(
+        None, ge=1, description="First N examples of the split (file order); None: all of them."
+    )
+    engine: LLMConfig = Field(
+        default_factory=LLMConfig, description="The engine (its model is the top-level `model`; LoRA is "
+        "turned on automatically with the rank of `train.lora`)."
+    )
+    max_tokens: int = Field(256, ge=8, description="Most generated tokens of a step that writes a reason.")
+    answer_max_tokens: int = Field(32, ge=4, description="Most generated tokens of an answer-only step.")
+    answer_mode: Literal["free", "constrained"] = Field(
+        "free", description="'free': generate, then map the answer to O*NET (normaliser, fall-backs); "
+        "'constrained': a regex forces the answer to be one official O*NET title (greedy constrained "
+        "choice). Both then rank the rest of the top-k the same way (jobpred/predict/answers.py).",
+    )
+    top_k: int = Field(10, ge=1, le=100, description="Length of each ranked list.")
+    nearest_min_score: float = Field(
+        0.6, ge=0, le=1, description="An answer the normaliser cannot map is replaced by its nearest O*NET "
+        "title when that scores at least this; below it, by the last occupation of the history.",
+    )
+    judge_reasons: bool = Field(
+        True, description="Claim (c): run the judge (reasons.judge) on the generated test reasons and "
+        "relate each judge score to accuracy in the report.",
+    )
+    judge_max_examples: int | None = Field(
+        None, ge=1, description="Judge the reasons of the first N examples per predictor (None: all)."
+    )
+
+
+class ServeConfig(_Section):
+    """The Serve application (`jobpred serve`): vLLM replicas on ray.serve.llm behind a domain ingress.
+
+    Prediction settings (max_tokens, answer_max_tokens, answer_mode, top_k, nearest_min_score) are the
+    ``predict`` section's, so a predictor means the same online as in batch prediction.
+    """
+
+    host: str = Field("127.0.0.1", description="Address the HTTP proxy binds (0.0.0.0 exposes it; put TLS in front).")
+    port: int = Field(8000, ge=1, le=65535, description="HTTP port of the Serve proxy.")
+    engine: LLMConfig | None = Field(
+        None, description="Engine replica settings: placement_bundles (one {GPU: 1, CPU: n} bundle per "
+        "tensor-parallel worker = GPUs per replica; [{CPU: 1}] on vLLM's CPU build), tensor_parallel_size, "
+        "accelerator_type, max_model_len, dtype, engine_kwargs, env, chat_template_kwargs. None: the "
+        "``predict.engine`` settings. Its model is ignored: the top-level `model` (the adapters' base) is served.",
+    )
+    min_replicas: int = Field(1, ge=0, description="Fewest engine replicas (0 scales to zero when idle).")
+    max_replicas: int = Field(1, ge=1, description="Most engine replicas the autoscaler may start.")
+    initial_replicas: int | None = Field(None, ge=0, description="Engine replicas at start (None: min_replicas).")
+    target_ongoing_requests: float = Field(
+        16, gt=0, description="Autoscaling target: in-flight requests per engine replica before another starts."
+    )
+    max_ongoing_requests: int = Field(
+        64, ge=1, description="Requests one engine replica accepts at once; more wait in the router's queue."
+    )
+    replica_num_cpus: float = Field(
+        1.0, gt=0, description="Logical CPUs of each engine replica's own actor (its engine bundles are extra)."
+    )
+    ingress_replicas: int = Field(1, ge=1, description="Replicas of the domain ingress (auth, validation, ranking).")
+    ingress_num_cpus: float = Field(
+        1.0, gt=0, description="Logical CPUs of each ingress replica (tokenising and title normalising run there)."
+    )
+    max_adapters_per_replica: int = Field(
+        4, ge=1, description="LoRA adapters kept loaded per engine replica (vLLM max_loras); loaded on demand."
+    )
+    api_keys_file: str | None = Field(
+        None, description="File with one API key per line ('#' comments). Keys also come from $JOBPRED_API_KEYS "
+        "(comma-separated); `jobpred serve` refuses to start with none unless --insecure.",
+    )
+    max_body_bytes: int = Field(
+        1_000_000, ge=1024, description="Largest request body accepted; larger ones get 413 before parsing."
+    )
+    request_timeout_s: float = Field(
+        60.0, gt=0, description="Per-request limit inside the ingress (504 when the model takes longer)."
+    )
+    max_batch_size: int = Field(32, ge=1, description="Most career records in one /v1/predict request.")
+    default_predictor: Literal[PREDICTOR_NAMES] | None = Field(  # type: ignore[valid-type]
+        None, description="Predictor of requests that name none (None: 'joint' when that adapter was trained, "
+        "else 'zero-shot').",
+    )
+    temperature: float = Field(0.0, ge=0, description="Sampling temperature of /v1/predict (0: greedy, repeatable).")
+    related_k: int = Field(10, ge=0, le=20, description="O*NET Related Occupations listed with each answer.")
+    worker_niceness: int | None = Field(
+        0, ge=0, le=19, description="Unix niceness of the engine and ingress replicas (vLLM's processes inherit "
+        "it). Ray starts workers at 15, which on a node shared with normal-priority processes starves the "
+        "server; 0 runs it like any process. None: Ray's default.",
+    )
+
+    @model_validator(mode="after")
+    def _replicas(self) -> ServeConfig:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(f"serve.min_replicas ({self.min_replicas}) > serve.max_replicas ({self.max_replicas})")
+        return self
+
+
 class JobpredConfig(_Section):
     """The whole pipeline's configuration (one YAML file)."""
 
@@ -410,6 +522,8 @@ class JobpredConfig(_Section):
     baselines: BaselinesConfig = Field(default_factory=BaselinesConfig)
     reasons: ReasonsConfig = Field(default_factory=ReasonsConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    predict: PredictConfig = Field(default_factory=PredictConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
 
 
 def _apply_override(data: dict, dotted: str) -> None:

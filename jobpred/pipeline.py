@@ -55,7 +55,7 @@ STAGES = (
     Stage("prepare", ("examples", "rejected.jsonl", "summary.json")),
     Stage("reasons", ("reasons",)),
     Stage("train", ("adapters", "train")),
-    Stage("evaluate", ("predictions", "ray_train")),
+    Stage("evaluate", ("predictions", "predict", "ray_train")),
     Stage("report", ("report",)),
 )
 STAGE_NAMES = tuple(s.name for s in STAGES)
@@ -63,21 +63,15 @@ SYNTH_INPUT = "input/persons.jsonl"
 _RESUMABLE = ("reasons", "train")  # stages that pick up their own committed work when run again
 
 
-def has_predict() -> bool:
-    """Whether the LLM prediction stage exists yet (its config section comes with it)."""
-    return "predict" in JobpredConfig.model_fields
-
-
 def train_jobs(cfg: JobpredConfig) -> list[tuple[str, bool]]:
     """The (mode, dpo) trainings `jobpred run` does: ``train.mode`` (with DPO if ``train.dpo.enabled``), plus
     those that the adapters of ``predict.predictors`` need, so every configured predictor gets its row."""
-    wanted = {cfg.train.mode: cfg.train.dpo.enabled}
-    if has_predict():
-        from jobpred.predict.steps import adapters_needed
+    from jobpred.predict.steps import adapters_needed
 
-        for adapter in {a for name in cfg.predict.predictors for a in adapters_needed(name)}:
-            mode = "joint" if adapter.startswith("joint") else "two-model"  # joint[-dpo] | reasoner[-dpo], predictor
-            wanted[mode] = wanted.get(mode, False) or adapter.endswith("-dpo")
+    wanted = {cfg.train.mode: cfg.train.dpo.enabled}
+    for adapter in {a for name in cfg.predict.predictors for a in adapters_needed(name)}:
+        mode = "joint" if adapter.startswith("joint") else "two-model"  # joint[-dpo] | reasoner[-dpo], predictor
+        wanted[mode] = wanted.get(mode, False) or adapter.endswith("-dpo")
     return [(mode, wanted[mode]) for mode in ("joint", "two-model") if mode in wanted]
 
 
@@ -92,11 +86,9 @@ def sections(cfg: JobpredConfig, stage: str, input_spec: dict) -> dict:
     if stage == "train":
         return {"model": cfg.model, "train": cfg.train.model_dump(mode="json"), "jobs": train_jobs(cfg)}
     if stage == "evaluate":
-        out = {"model": cfg.model,
-               "baselines": cfg.baselines.model_dump(mode="json", exclude={"bootstrap_samples", "bootstrap_seed"})}
-        if has_predict():
-            out["predict"] = cfg.predict.model_dump(mode="json")
-        return out
+        return {"model": cfg.model, "predict": cfg.predict.model_dump(mode="json"),
+                "judge": cfg.reasons.judge.model_dump(mode="json"),
+                "baselines": cfg.baselines.model_dump(mode="json", exclude={"bootstrap_samples", "bootstrap_seed"})}
     if stage == "report":
         return {"bootstrap_samples": cfg.baselines.bootstrap_samples, "bootstrap_seed": cfg.baselines.bootstrap_seed}
     raise ValueError(f"unknown stage {stage!r}; expected one of {STAGE_NAMES}")
@@ -296,14 +288,10 @@ def _train(cfg: JobpredConfig, run_dir: Path, input_spec: dict, progress: bool) 
 
 
 def _evaluate(cfg: JobpredConfig, run_dir: Path, input_spec: dict, progress: bool) -> dict:
+    from jobpred import predict
     from jobpred.eval import run_baselines
 
-    out = {"baselines": run_baselines(cfg, run_dir)}
-    if has_predict():  # until the prediction stage lands, the report has the baselines only
-        from jobpred.predict import run as predict
-
-        out["predict"] = predict(cfg, run_dir)
-    return out
+    return {"baselines": run_baselines(cfg, run_dir), "predict": predict.run(cfg, run_dir)}
 
 
 def _report(cfg: JobpredConfig, run_dir: Path, input_spec: dict, progress: bool) -> dict:

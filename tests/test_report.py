@@ -86,8 +86,9 @@ def test_evaluate_cli(tmp_path_factory, tmp_path):
     shutil.copytree(baseline_run(tmp_path_factory.getbasetemp()), run, ignore=shutil.ignore_patterns("predictions",
                                                                                                         "report"))
     cli = [sys.executable, "-m", "jobpred.cli", "evaluate", "--run", str(run)]
-    out = subprocess.run(cli, capture_output=True, text=True, timeout=120, check=False)
-    assert out.returncode == 2 and "LLM predictors are not available yet" in out.stderr
+    out = subprocess.run([*cli, "--eval-run", str(tmp_path / "nowhere")], capture_output=True, text=True,
+                         timeout=120, check=False)
+    assert out.returncode == 2 and "has no 'prepare' stage" in out.stderr
     out = subprocess.run([*cli, "--baselines-only", "baselines.predictors=[popular,markov]",
                           "baselines.bootstrap_samples=200"], capture_output=True, text=True, timeout=300,
                          check=False)

@@ -99,10 +99,9 @@ def fakes(monkeypatch):
     monkeypatch.setattr(jobpred.train, "run", f.train)
     monkeypatch.setattr(jobpred.eval, "run_baselines", f.baselines)
     monkeypatch.setattr(jobpred.eval, "run_report", f.report)
-    if pipeline.has_predict():
-        import jobpred.predict
+    import jobpred.predict
 
-        monkeypatch.setattr(jobpred.predict, "run", f.predict)
+    monkeypatch.setattr(jobpred.predict, "run", f.predict)
     return f
 
 
@@ -122,7 +121,7 @@ def _actions(result) -> dict[str, str]:
 
 def test_a_first_run_runs_every_stage_in_order_and_says_where_the_report_is(fakes, tmp_path, capsys):
     result = pipeline.run_all(_cfg(), tmp_path / "r")
-    assert _ran(fakes) == ALL and fakes.calls.count("predict") == pipeline.has_predict()
+    assert _ran(fakes) == ALL and fakes.calls.count("predict") == 1
     assert _actions(result) == dict.fromkeys(ALL, "run")
     assert result["report"] == str(tmp_path / "r" / "report" / "report.md")
     out = capsys.readouterr().out
@@ -252,8 +251,8 @@ TINY = [
 @pytest.mark.slow
 @pytest.mark.integration
 def test_jobpred_run_end_to_end_on_a_tiny_config(tmp_path, ray_session, capsys):
-    overrides = TINY + (["predict.max_examples=4", "predict.max_tokens=64",
-                         "predict.predictors=[zero-shot,joint,two-model]"] if pipeline.has_predict() else [])
+    overrides = TINY + ["predict.max_examples=4", "predict.max_tokens=64", "predict.judge_max_examples=2",
+                        "predict.predictors=[zero-shot,joint,two-model]"]
     run_dir = tmp_path / "tiny"
     args = ["run", "--config", str(REPO / "configs" / "local.yaml"), "--run", str(run_dir), *overrides]
     started = time.perf_counter()
@@ -268,21 +267,16 @@ def test_jobpred_run_end_to_end_on_a_tiny_config(tmp_path, ray_session, capsys):
     assert (run_dir / "adapters" / "joint" / "adapter_model.safetensors").exists()
     metrics = json.loads((run_dir / "report" / "metrics.json").read_text())["predictors"]
     assert {"popular", "stay", "markov", "gru"} <= set(metrics)
-    if pipeline.has_predict():
-        assert {"zero-shot", "joint", "two-model"} <= set(metrics)
-        assert (run_dir / "adapters" / "predictor" / "adapter_model.safetensors").exists()
-        for path in (run_dir / "predictions").glob("*.parquet"):
-            assert pl.read_parquet(path)["predicted_code"].null_count() == 0, path
+    assert {"zero-shot", "joint", "two-model"} <= set(metrics)
+    assert (run_dir / "adapters" / "predictor" / "adapter_model.safetensors").exists()
+    for path in (run_dir / "predictions").glob("*.parquet"):
+        assert pl.read_parquet(path)["predicted_code"].null_count() == 0, path
     # the same command again: nothing to do
     assert cli.main(args) == 0
     assert capsys.readouterr().out.count("skipped: done") == 6
 
 
 def test_train_covers_the_adapters_the_configured_predictors_need():
-    cfg = _cfg("train.mode=joint", "train.dpo.enabled=false")
-    if not pipeline.has_predict():
-        assert pipeline.train_jobs(cfg) == [("joint", False)]
-        return
     assert pipeline.train_jobs(_cfg("train.dpo.enabled=false", "predict.predictors=[zero-shot,joint]")) == [
         ("joint", False)]
     assert pipeline.train_jobs(_cfg("train.mode=two-model", "predict.predictors=[joint-dpo]")) == [

@@ -7,13 +7,12 @@ import sys
 import pytest
 
 from jobpred.config import load_config
-from jobpred.llm.prompts import candidate_messages, history_json, joint_output, parse_candidate
+from jobpred.llm.prompts import candidate_messages, history_json, joint_output, parse_answer, parse_candidate
 from jobpred.train import plan_jobs
 from jobpred.train.data import StepPlan, step_rows
 from jobpred.train.formats import (
     IGNORE,
     build_messages,
-    parse_answer,
     preference_features,
     preference_target,
     prompt_ids,

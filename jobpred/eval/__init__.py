@@ -3,6 +3,7 @@
     from jobpred.eval import run_baselines, run_report
     run_baselines(cfg, "runs/demo")   # RUN_DIR/predictions/{popular,stay,markov,gru}.parquet
     run_report("runs/demo")           # RUN_DIR/report/{report.md,metrics.json,*.png}
+    evaluate(cfg, "runs/demo")        # both, with the LLM predictors (jobpred.predict) in between
 
 Modules: ``metrics`` (AccEM, AccRM, Acc@k, MRR, CIs, breakdowns), ``score`` (`jobpred score`, both file
 formats), ``predictions`` (the predictions table), ``baselines`` / ``markov`` / ``seqmodel`` (predictors),
@@ -14,18 +15,34 @@ from __future__ import annotations
 from jobpred.config import JobpredConfig
 
 
-def run_baselines(cfg: JobpredConfig, run_dir) -> dict:
-    """Fit and run ``cfg.baselines.predictors`` on the run's splits; returns per-predictor timings/paths."""
+def run_baselines(cfg: JobpredConfig, run_dir, eval_run=None) -> dict:
+    """Fit and run ``cfg.baselines.predictors`` on the run's splits (predicting ``eval_run``'s split when
+    given); returns per-predictor timings/paths."""
     from jobpred.eval import baselines
 
-    return baselines.run(cfg.baselines, run_dir, cfg.ray)
+    return baselines.run(cfg.baselines, run_dir, cfg.ray, eval_run=eval_run)
 
 
-def run_report(run_dir, bootstrap: int = 1000, seed: int = 0) -> dict:
-    """Score every table in ``RUN_DIR/predictions`` and write ``RUN_DIR/report/``; returns the paths."""
+def run_report(run_dir, bootstrap: int = 1000, seed: int = 0, eval_run=None) -> dict:
+    """Score every table in ``RUN_DIR/predictions`` and write ``RUN_DIR/report/``; returns the paths
+    (``eval_run``: the tables and report of predictions made on another run's test split)."""
     from jobpred.eval.report import build_report
 
-    return build_report(run_dir, bootstrap=bootstrap, seed=seed)
+    return build_report(run_dir, bootstrap=bootstrap, seed=seed, eval_run=eval_run)
 
 
-__all__ = ["run_baselines", "run_report"]
+def evaluate(cfg: JobpredConfig, run_dir, eval_run=None, baselines_only: bool = False) -> dict:
+    """The evaluate stage: baselines, then (unless ``baselines_only``) the LLM predictors of
+    ``cfg.predict``, then the report -- on this run's split, or on ``eval_run``'s."""
+    baselines = run_baselines(cfg, run_dir, eval_run)
+    llm = None
+    if not baselines_only:
+        from jobpred import predict
+
+        llm = predict.run(cfg, run_dir, eval_run)
+    report = run_report(run_dir, bootstrap=cfg.baselines.bootstrap_samples, seed=cfg.baselines.bootstrap_seed,
+                        eval_run=eval_run)
+    return {"baselines": baselines, "predict": llm, **report}
+
+
+__all__ = ["evaluate", "run_baselines", "run_report"]

@@ -8,10 +8,9 @@ Run as:
 - ``markov``: first-order Markov over O*NET codes, smoothed with O*NET (:mod:`jobpred.eval.markov`);
 - ``gru``: a supervised GRU classifier over the 923 occupations (:mod:`jobpred.eval.seqmodel`, torch).
 
-The zero-shot LLM baseline (the default model prompted with the history, its answer mapped to O*NET by
-the normaliser) comes with the LLM engine layer (``jobpred/llm/``), which the prediction issue builds; it
-writes the same table through :func:`jobpred.eval.predictions.write_predictions` and so becomes one more
-row of the report without code here.
+The zero-shot LLM baselines (the default model prompted with the history, with and without a reason step,
+its answer mapped to O*NET by the normaliser) are LLM predictors: :mod:`jobpred.predict` runs them with the
+fine-tuned ones through one vLLM engine and writes the same table, so each is one more row of the report.
 """
 
 from __future__ import annotations
@@ -66,11 +65,17 @@ def predict_gru(train: pl.DataFrame, examples: pl.DataFrame, cfg: BaselinesConfi
 _PREDICTORS = {"popular": predict_popular, "stay": predict_stay, "markov": predict_markov}
 
 
-def run(cfg: BaselinesConfig, run_dir, ray_cfg: RayConfig | None = None) -> dict:
-    """Fit every configured baseline on train, predict ``cfg.split``, write the tables, record the stage."""
+def run(cfg: BaselinesConfig, run_dir, ray_cfg: RayConfig | None = None, eval_run=None) -> dict:
+    """Fit every configured baseline on train, predict ``cfg.split``, write the tables, record the stage.
+
+    With ``eval_run`` the baselines (still fitted on this run's train split) predict that run's
+    ``cfg.split`` instead, into ``RUN_DIR/predictions/on-<its name>/``."""
+    from jobpred.predict import predictions_dir
+
     run_ = RunDir(run_dir)
+    out_dir = predictions_dir(run_dir, eval_run)
     train = split_examples(run_, "train")
-    examples = split_examples(run_, cfg.split)
+    examples = split_examples(RunDir(eval_run) if eval_run else run_, cfg.split)
     require_columns(train.columns, EXAMPLES_SCHEMA, f"{run_.path} train split")
     require_columns(examples.columns, EXAMPLES_SCHEMA, f"{run_.path} {cfg.split} split")
     if train.height == 0:
@@ -82,14 +87,14 @@ def run(cfg: BaselinesConfig, run_dir, ray_cfg: RayConfig | None = None) -> dict
             ranked = predict_gru(train, examples, cfg, run_, ray_cfg)
         else:
             ranked = _PREDICTORS[name](train, examples, cfg)
-        path = write_predictions(run_, name, examples, ranked, cfg.top_k)
+        path = write_predictions(run_, name, examples, ranked, cfg.top_k, out_dir)
         summary[name] = {
             "path": str(path.relative_to(run_.path)),
             "seconds": round(time.perf_counter() - started, 3),
             "with_prediction": int(ranked.list.len().gt(0).sum()),
         }
     run_.record_stage(
-        "baselines",
+        "baselines" if eval_run is None else f"baselines-{out_dir.name}",
         outputs={name: info["path"] for name, info in summary.items()} or {"predictions": PREDICTIONS_DIR},
         config=cfg,
         counts={"train": train.height, cfg.split: examples.height,

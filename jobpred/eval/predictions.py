@@ -37,8 +37,10 @@ def split_examples(run: RunDir, split: str) -> pl.DataFrame:
     return pl.read_parquet(run.output("prepare", split))
 
 
-def write_predictions(run: RunDir, name: str, examples: pl.DataFrame, ranked: pl.Series, top_k: int = 10) -> Path:
-    """Write ``RUN_DIR/predictions/<name>.parquet`` for ``examples`` (row-aligned with ``ranked``).
+def write_predictions(run: RunDir, name: str, examples: pl.DataFrame, ranked: pl.Series, top_k: int = 10,
+                      out_dir: Path | None = None) -> Path:
+    """Write ``RUN_DIR/predictions/<name>.parquet`` (or ``out_dir/<name>.parquet``) for ``examples``
+    (row-aligned with ``ranked``).
 
     ``ranked`` is a list[str] series of codes, best first; nulls inside a list are dropped.
     """
@@ -49,7 +51,7 @@ def write_predictions(run: RunDir, name: str, examples: pl.DataFrame, ranked: pl
         ranked.alias("ranked_codes"),
     ).with_columns(pl.col("ranked_codes").list.first().alias("predicted_code"))
     table = table.select(PREDICTIONS_SCHEMA.names)
-    out = run.path / PREDICTIONS_DIR / f"{name}.parquet"
+    out = (out_dir or run.path / PREDICTIONS_DIR) / f"{name}.parquet"
     out.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table.to_arrow().cast(PREDICTIONS_SCHEMA), out)  # the cast enforces the contract
     return out

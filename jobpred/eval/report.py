@@ -49,33 +49,47 @@ def load_frame(path: Path, features: pl.LazyFrame) -> pl.DataFrame:
     return frame
 
 
-def score_run(run: RunDir, bootstrap: int = 1000, seed: int = 0) -> dict[str, dict]:
-    """Predictor name -> score_predictions(...) for every table in the run's predictions folder."""
-    tables = find_predictions(run)
+def score_run(run: RunDir, bootstrap: int = 1000, seed: int = 0, tables: dict[str, Path] | None = None,
+              examples_run: RunDir | None = None) -> dict[str, dict]:
+    """Predictor name -> score_predictions(...) for every table in the run's predictions folder (or ``tables``)."""
+    tables = find_predictions(run) if tables is None else tables
     if not tables:
         raise FileNotFoundError(
             f"{run.path / 'predictions'} has no <predictor>.parquet; run `jobpred evaluate --baselines-only`"
         )
-    examples = pl.scan_parquet(run.output("prepare", "examples") / "*.parquet")
+    examples = pl.scan_parquet((examples_run or run).output("prepare", "examples") / "*.parquet")
     features = example_features(examples)
     return {name: score_predictions(load_frame(path, features), bootstrap=bootstrap, seed=seed)
             for name, path in tables.items()}
 
 
-def build_report(run_dir, bootstrap: int = 1000, seed: int = 0) -> dict:
-    """Score every predictor, write report.md, metrics.json and the plots; record the ``report`` stage."""
+def build_report(run_dir, bootstrap: int = 1000, seed: int = 0, eval_run=None) -> dict:
+    """Score every predictor, write report.md, metrics.json and the plots; record the ``report`` stage.
+
+    With ``eval_run`` (another run directory whose test split the predictions were made on), the tables
+    come from ``RUN_DIR/predictions/on-<name>/`` and the report goes to ``RUN_DIR/report/on-<name>/``."""
+    from jobpred.predict.claims import claims_section
+
     run = RunDir(run_dir)
-    results = score_run(run, bootstrap, seed)
-    out = run.path / REPORT_DIR
+    suffix = f"on-{Path(eval_run).resolve().name}" if eval_run else None
+    folder = run.path / "predictions" / suffix if suffix else run.path / "predictions"
+    tables = {p.stem: p for p in sorted(folder.glob("*.parquet"))}
+    results = score_run(run, bootstrap, seed, tables, RunDir(eval_run) if eval_run else None)
+    rel = f"{REPORT_DIR}/{suffix}" if suffix else REPORT_DIR
+    out = run.path / rel
     out.mkdir(parents=True, exist_ok=True)
-    meta = {"run": str(run.path), "bootstrap_samples": bootstrap, "bootstrap_seed": seed,
+    stage = run.manifest()["stages"].get("predict-" + suffix if suffix else "predict", {})
+    meta = {"run": str(run.path), "examples_from": str(eval_run or run.path), "bootstrap_samples": bootstrap,
+            "bootstrap_seed": seed, "skipped": stage.get("counts", {}).get("skipped", {}),
             "generated_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
-    (out / "metrics.json").write_text(json.dumps({**meta, "predictors": results}, indent=2) + "\n")
     plots = write_plots(results, out)
-    (out / "report.md").write_text(render_markdown(results, meta, plots))
-    outputs = {"report": f"{REPORT_DIR}/report.md", "metrics": f"{REPORT_DIR}/metrics.json",
-               **{Path(p).stem: f"{REPORT_DIR}/{p}" for p in plots}}
-    run.record_stage("report", outputs=outputs, config=meta,
+    claim_lines, claim_plots, claims = claims_section(run, tables, results, out, bootstrap, seed)
+    (out / "metrics.json").write_text(json.dumps({**meta, "predictors": results, "claims": claims}, indent=2) + "\n")
+    (out / "report.md").write_text(render_markdown(results, meta, plots) + "\n".join(claim_lines) + "\n")
+    plots += claim_plots
+    outputs = {"report": f"{rel}/report.md", "metrics": f"{rel}/metrics.json",
+               **{Path(p).stem: f"{rel}/{p}" for p in plots}}
+    run.record_stage("report" if not suffix else f"report-{suffix}", outputs=outputs, config=meta,
                      counts={n: r["total"] for n, r in results.items()})
     return {"report": str(out / "report.md"), "metrics": str(out / "metrics.json"),
             "plots": [str(out / p) for p in plots],
@@ -112,6 +126,8 @@ def render_markdown(results: dict[str, dict], meta: dict, plots: list[str]) -> s
     rows = [[n, str(results[n]["total"]), str(results[n]["valid"]), str(results[n]["invalid"]),
              str(results[n]["missing"]), *[_cell(results[n], m) for m in HEADLINE]] for n in order]
     lines += _table(["predictor", "n", "valid", "invalid", "missing", *HEADLINE], rows)
+    for name, why in meta.get("skipped", {}).items():
+        lines += ["", f"Not run: **{name}** ({why})."]
     if "metrics.png" in plots:
         lines += ["", "![headline metrics](metrics.png)"]
     for key, title in BREAKDOWNS.items():

@@ -147,9 +147,38 @@ def parse_candidate(text: str) -> CandidateParse:
     return CandidateParse(reason, answer, True, None)
 
 
+def parse_answer(text: str) -> str | None:
+    """The title in the first closed, non-empty ``<answer>`` block, cleaned as :func:`parse_candidate`
+    cleans it; None when there is none."""
+    start = text.find("<answer>")
+    end = text.find("</answer>", start) if start >= 0 else -1
+    if end < 0:
+        return None
+    return _ANSWER_NOISE.sub("", text[start + len("<answer>"):end].strip()).strip(" .\"'*") or None
+
+
 def joint_output(reason: str, answer: str) -> str:
     """The training target in the joint format (what parse_candidate reads back)."""
     return f"<think>\n{reason}\n</think>\n<answer>{answer}</answer>"
+
+
+# ---- answer only (zero-shot prediction without a reason step) ----------------------------------------
+
+_ANSWER_TASK = ("Task: name the single most likely next occupation of this person, as an official O*NET-SOC "
+                "2019 occupation title. Give no explanation.")
+_ANSWER_FORMAT = "Reply in exactly this format and nothing else:\n<answer>one O*NET-SOC 2019 occupation title</answer>"
+
+ANSWER_PREFILL = "<answer>"
+"""Assistant prefill of answer-only prompts on local engines: the model starts inside the answer block."""
+
+
+def answer_messages(history: str, prefill: bool = False) -> list[dict]:
+    """Chat messages asking for the next occupation only (no reason block)."""
+    user = "\n\n".join([_DATA_NOTE, _fence("HISTORY", history), _ANSWER_TASK, _ANSWER_FORMAT])
+    messages = [{"role": "system", "content": _SYSTEM}, {"role": "user", "content": user}]
+    if prefill:
+        messages.append({"role": "assistant", "content": ANSWER_PREFILL})
+    return messages
 
 
 _REGEX_SPECIAL = set("\\.^$*+?()[]{}|")
@@ -331,6 +360,7 @@ class PromptSpec:
 PROMPTS: dict[str, PromptSpec] = {
     "candidate": PromptSpec("candidate", "candidate-joint/v1", parse_candidate),
     "hinted": PromptSpec("hinted", "candidate-hinted/v1", parse_candidate),
+    "answer": PromptSpec("answer", "answer-only/v1", parse_answer),
     **{c: PromptSpec(c, f"judge-{c}/v1", lambda text, _c=c: parse_judgement(_c, text), JUDGE_SCHEMAS[c])
        for c in CRITERIA},
 }

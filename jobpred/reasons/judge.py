@@ -135,7 +135,9 @@ def to_tables(groups: list[list[dict]]) -> tuple[dict[str, pa.Table], list[str]]
             "errors": pa.Table.from_pylist(errors, schema=REASON_ERRORS_SCHEMA)}, [g[0]["group_key"] for g in groups]
 
 
-def _pipeline(ds, rcfg: ReasonsConfig, attempt: int):
+def judge_pipeline(ds, rcfg: ReasonsConfig, attempt: int = 1):
+    """Candidate rows (example_id, candidate_id, history_json, reason, target_title, n_judgeable) -> judgement
+    rows (PARSED_SCHEMA), three per candidate on attempt 1. Also used to judge predicted reasons."""
     import ray
 
     ds = ds.map_batches(BuildJudgeRequests, fn_constructor_kwargs={"cfg": rcfg, "attempt": attempt},
@@ -165,7 +167,7 @@ def run(cfg: JobpredConfig, run_dir: str | os.PathLike) -> dict:
         ds = ds.select_columns([*_CANDIDATE_COLUMNS, "format_ok"])
         ds = ds.map_batches(_todo, fn_kwargs={"done": pa.array(sorted(done), pa.string())}, batch_size=None,
                             batch_format="pyarrow", num_cpus=_LIGHT_CPU)
-        committed = run_phase(iter_rows(_pipeline(ds, rcfg, 1)), store, PHASE, to_tables, rcfg.commit_every,
+        committed = run_phase(iter_rows(judge_pipeline(ds, rcfg, 1)), store, PHASE, to_tables, rcfg.commit_every,
                               progress)
         stats.update(committed=committed, **progress.write())
     stats["retry"] = _retry(cfg, store)
@@ -198,6 +200,6 @@ def _retry(cfg: JobpredConfig, store: PartStore) -> dict:
     init_ray(cfg.ray)
     progress = Progress(store.root / "progress.json", RETRY_PHASE, todo.height, rcfg.progress_every_s)
     ds = ray.data.from_arrow(todo.to_arrow())
-    committed = run_phase(iter_rows(_pipeline(ds, rcfg, 2)), store, RETRY_PHASE, to_tables, rcfg.commit_every,
+    committed = run_phase(iter_rows(judge_pipeline(ds, rcfg, 2)), store, RETRY_PHASE, to_tables, rcfg.commit_every,
                           progress)
     return {"todo": todo.height, "committed": committed, **progress.write()}

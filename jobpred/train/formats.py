@@ -34,7 +34,6 @@ from dataclasses import dataclass
 
 from jobpred.llm.budget import PromptTooLong, fit_history
 from jobpred.llm.prompts import (
-    _ANSWER_NOISE,
     _DATA_NOTE,
     _SYSTEM,
     PROMPTS,
@@ -87,16 +86,6 @@ def reason_output(reason: str) -> str:
 
 def answer_output(title: str) -> str:
     return f"<answer>{title}</answer>"
-
-
-def parse_answer(text: str) -> str | None:
-    """The title in a predictor's ``<answer>`` block, cleaned as :func:`parse_candidate` cleans it (None when
-    there is no closed, non-empty block)."""
-    start = text.find("<answer>")
-    end = text.find("</answer>", start) if start >= 0 else -1
-    if end < 0:
-        return None
-    return _ANSWER_NOISE.sub("", text[start + len("<answer>"):end].strip()).strip(" .\"'*") or None
 
 
 def target_text(role: str, reason: str, title: str) -> str:

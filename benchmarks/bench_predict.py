@@ -1,0 +1,249 @@
+"""Batch prediction: the jobpred.predict pipeline vs plain vLLM, and free vs constrained answers.
+
+Run as:
+    python -m benchmarks.bench_predict                     # throughput, ~6 minutes on a 2-core CPU
+    python -m benchmarks.bench_predict --answers 60        # answer methods on 60 validation examples
+
+Throughput (same prompts, model, adapter and machine; each path in a fresh subprocess): the prediction
+prompts of ``zero-shot-reason`` (base model) and ``joint`` (a LoRA adapter, untrained: B = 0, so it costs
+what a trained one costs) for synthetic test examples, greedy, ``--max-tokens`` each, through
+- ``ray``: :func:`jobpred.predict.batch.build_pipeline` (request building, ray.data.llm with LoRA per row,
+  answer ranking), two executions (``--ray-small`` prompts, then all): the difference is the steady state;
+- ``vllm``: plain ``vllm.LLM.chat`` with the same engine settings, the adapter as a ``LoRARequest``.
+Greedy decoding stops at the same tokens on both paths, so generated tokens are compared one for one.
+Target (issue 6): pipeline >= 0.9x plain vLLM at steady state.
+
+Answers (``--answers N``): ``zero-shot`` and ``zero-shot-reason`` on the first N validation examples with
+``predict.answer_mode`` free (generate, then map with the normaliser and fall-backs) vs constrained (a
+regex forces an official title): AccEM, AccRM, Acc@5 and how the first choice was found.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.common import LoadAverage, machine, markdown_table, write_results
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _workdir(tmp: Path, persons: int) -> Path:
+    """A prepared synthetic run plus an untrained LoRA adapter registered as ``joint``."""
+    from jobpred.config import PrepareConfig, SynthConfig, load_config
+    from jobpred.data.prepare import prepare
+    from jobpred.data.synth import write_synthetic
+    from jobpred.rundir import RunDir
+
+    write_synthetic(SynthConfig(persons=persons, seed=5), tmp / "p.jsonl", progress=False)
+    prepare(tmp / "p.jsonl", tmp / "run", PrepareConfig(engine="local"))
+    cfg = load_config(REPO / "configs" / "local.yaml")
+    _untrained_adapter(cfg, tmp / "run" / "adapters" / "joint")
+    RunDir(tmp / "run").record_stage("train", outputs={"joint": "adapters/joint"},
+                                     extra={"adapters": {"joint": {"path": "adapters/joint"}}})
+    return tmp / "run"
+
+
+def _untrained_adapter(cfg, out: Path) -> None:
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from jobpred.models import resolve_model
+
+    base = AutoModelForCausalLM.from_pretrained(resolve_model(cfg.model), dtype=torch.bfloat16)
+    lora = cfg.train.lora
+    model = get_peft_model(base, LoraConfig(r=lora.rank, lora_alpha=lora.alpha, target_modules=lora.target_modules,
+                                            task_type="CAUSAL_LM"))
+    model.save_pretrained(out)
+
+
+def _config(overrides: list[str]):
+    from jobpred.config import load_config
+
+    return load_config(REPO / "configs" / "local.yaml", ["predict.judge_reasons=false", *overrides])
+
+
+def _examples(run: Path, n: int):
+    import polars as pl
+
+    return pl.read_parquet(run / "examples" / "test.parquet").head(n)
+
+
+# ---- children ----------------------------------------------------------------------------------------
+
+
+def _requests(run: Path, n: int, max_tokens: int) -> list[dict]:
+    """(messages, adapter or None) of the two predictors, built by the pipeline's own request builder."""
+    from jobpred.predict.batch import BuildRequests, trained_adapters
+
+    cfg = _config([f"predict.max_tokens={max_tokens}"])
+    build = BuildRequests(cfg, ["zero-shot-reason", "joint"], trained_adapters(run))
+    table = build(_examples(run, n).select("example_id", "education", "history", "target_code",
+                                           "target_title").to_arrow())
+    return [{"messages": r["messages"], "model": r["model"]} for r in table.to_pylist()]
+
+
+def _vllm(run: Path, n: int, max_tokens: int) -> dict:
+    from jobpred.predict.batch import engine_config
+
+    econf = engine_config(_config([]))
+    os.environ.update(econf.env)
+    from vllm import LLM, SamplingParams
+    from vllm.lora.request import LoRARequest
+
+    from jobpred.models import resolve_model
+
+    reqs = _requests(run, n, max_tokens)
+    base = resolve_model(econf.model)
+    t = time.perf_counter()
+    llm = LLM(model=base, dtype=econf.dtype, max_model_len=econf.max_model_len, **econf.engine_kwargs)
+    start_s = time.perf_counter() - t
+    lora = {m: LoRARequest(Path(m).name, i + 1, m) for i, m in enumerate(sorted({r["model"] for r in reqs} - {base}))}
+    params = SamplingParams(temperature=0, top_p=1.0, max_tokens=max_tokens, seed=0)
+
+    def chat(rows):
+        # continue_final_message where the prompt ends in an assistant prefill (base-model steps)
+        outs = []
+        for prefill in (True, False):
+            part = [r for r in rows if (r["messages"][-1]["role"] == "assistant") == prefill]
+            if part:
+                outs += llm.chat([r["messages"] for r in part], params, use_tqdm=False,
+                                 lora_request=[lora.get(r["model"]) for r in part],
+                                 add_generation_prompt=not prefill, continue_final_message=prefill)
+        return outs
+
+    chat(reqs[:4])  # warm-up (adapter load)
+    t = time.perf_counter()
+    outs = chat(reqs)
+    seconds = time.perf_counter() - t
+    return {"engine_start_s": round(start_s, 1), "gen_s": round(seconds, 2),
+            "gen_tokens": sum(len(o.outputs[0].token_ids) for o in outs), "requests": len(reqs)}
+
+
+def _ray(run: Path, n: int, max_tokens: int, small: int) -> dict:
+    import ray
+
+    from jobpred.config import RayConfig
+    from jobpred.predict.batch import build_pipeline, trained_adapters
+    from jobpred.ray_utils import init_ray
+
+    os.environ["RAY_worker_niceness"] = "0"  # noqa: SIM112 (as in bench_reasons: no handicap for this path)
+    init_ray(RayConfig(num_cpus=3, object_store_memory_mb=1024))
+    cfg = _config([f"predict.max_tokens={max_tokens}"])
+    adapters = trained_adapters(run)
+    cols = ["example_id", "education", "history", "target_code", "target_title"]
+
+    def execute(k: int) -> tuple[float, int]:
+        t0 = time.perf_counter()
+        ds = ray.data.from_arrow(_examples(run, k).select(cols).to_arrow())
+        out = build_pipeline(ds, cfg, ["zero-shot-reason", "joint"], adapters)
+        tokens = sum(sum(v or 0 for v in b.column("generated_tokens").to_pylist())
+                     for b in out.iter_batches(batch_size=None, batch_format="pyarrow"))
+        return time.perf_counter() - t0, tokens
+
+    small_s, small_tok = execute(small)
+    large_s, large_tok = execute(n)
+    ray.shutdown()
+    steady = (large_tok - small_tok) / (large_s - small_s)
+    return {"small_s": round(small_s, 1), "small_tokens": small_tok, "large_s": round(large_s, 1),
+            "gen_tokens": large_tok, "steady_tokens_per_s": round(steady, 1),
+            "fixed_s": round(small_s - small_tok / steady, 1), "end_to_end_tokens_per_s": round(large_tok / large_s, 1)}
+
+
+def _answers(run: Path, n: int) -> list[dict]:
+    import polars as pl
+
+    from jobpred import predict
+    from jobpred.eval.predictions import example_features
+    from jobpred.eval.report import load_frame
+    from jobpred.eval.score import score_predictions
+
+    rows = []
+    for mode in ("free", "constrained"):
+        cfg = _config(["predict.split=val", f"predict.max_examples={n}", f"predict.answer_mode={mode}",
+                       "predict.predictors=[zero-shot, zero-shot-reason]", "ray.num_cpus=3"])
+        t = time.perf_counter()
+        stats = predict.run(cfg, run)
+        seconds = time.perf_counter() - t
+        feats = example_features(pl.scan_parquet(run / "examples" / "*.parquet"))
+        for name in ("zero-shot", "zero-shot-reason"):
+            path = run / "predictions" / f"{name}.parquet"
+            scores = score_predictions(load_frame(path, feats), bootstrap=0)
+            methods = stats["by_predictor"][name]["methods"]
+            rows.append({"predictor": name, "answer_mode": mode, "n": scores["total"],
+                         "AccEM": round(scores["AccEM"], 1), "AccRM": round(scores["AccRM"], 1),
+                         "Acc@5": round(scores["Acc@5"], 1), "distinct_first": pl.read_parquet(path)["predicted_code"].n_unique(),
+                         "methods": json.dumps(methods, sort_keys=True), "seconds_both": round(seconds)})
+    return rows
+
+
+def _child(kind: str, run: Path, args) -> None:
+    fn = {"vllm": lambda: _vllm(run, args.prompts, args.max_tokens),
+          "ray": lambda: _ray(run, args.prompts, args.max_tokens, args.ray_small),
+          "answers": lambda: _answers(run, args.answers)}
+    print("RESULT " + json.dumps(fn[kind]()), flush=True)
+
+
+def _run_child(kind: str, run: Path, argv: list[str]) -> dict | list:
+    t = time.perf_counter()
+    with LoadAverage() as load:
+        out = subprocess.run([sys.executable, "-m", "benchmarks.bench_predict", "--child", kind, "--run", str(run),
+                              *argv], capture_output=True, text=True)
+    line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT ")), None)
+    if line is None:
+        sys.exit(f"{kind} run failed:\n{out.stderr[-4000:]}")
+    print(f"{kind}: {time.perf_counter() - t:.0f}s, {load.summary()}", file=sys.stderr, flush=True)
+    result = json.loads(line[7:])
+    return result | load.summary() if isinstance(result, dict) else result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--prompts", type=int, default=96, help="test examples (x2 predictors = requests)")
+    parser.add_argument("--max-tokens", type=int, default=64, help="most generated tokens per reason step")
+    parser.add_argument("--ray-small", type=int, default=16, help="examples of the pipeline's first execution")
+    parser.add_argument("--answers", type=int, default=0, help="only the answer-method comparison, on N val examples")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--run", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        _child(args.child, args.run, args)
+        return
+    argv = ["--prompts", str(args.prompts), "--max-tokens", str(args.max_tokens), "--ray-small", str(args.ray_small),
+            "--answers", str(args.answers)]
+    with tempfile.TemporaryDirectory() as tmp:
+        persons = max(args.prompts, args.answers) * 12 + 100  # ~10% of persons land in each of val and test
+        run = _workdir(Path(tmp), persons)
+        if args.answers:
+            rows = _run_child("answers", run, argv)
+            print(f"machine: {machine()}")
+            print(markdown_table(rows))
+            print(f"results: {write_results('predict-answers', {'args': vars(args) | {'run': None}, 'rows': rows})}")
+            return
+        res = {kind: _run_child(kind, run, argv) for kind in ("vllm", "ray")}
+    vllm_tps = res["vllm"]["gen_tokens"] / res["vllm"]["gen_s"]
+    ray_tps = res["ray"]["steady_tokens_per_s"]
+    rows = [
+        {"path": "jobpred.predict pipeline (steady state)", "tokens": res["ray"]["gen_tokens"],
+         "tokens_per_s": round(ray_tps), "vs_vllm": round(ray_tps / vllm_tps, 2),
+         "fixed_cost_s": f"{res['ray']['fixed_s']} per execution"},
+        {"path": "jobpred.predict pipeline (end to end)", "tokens": res["ray"]["gen_tokens"],
+         "tokens_per_s": res["ray"]["end_to_end_tokens_per_s"],
+         "vs_vllm": round(res["ray"]["end_to_end_tokens_per_s"] / vllm_tps, 2), "fixed_cost_s": "included"},
+        {"path": "vLLM LLM.chat (+ LoRARequest)", "tokens": res["vllm"]["gen_tokens"], "tokens_per_s": round(vllm_tps),
+         "vs_vllm": 1.0, "fixed_cost_s": f"{res['vllm']['engine_start_s']} (engine start)"},
+    ]
+    print(f"machine: {machine()}")
+    print(markdown_table(rows))
+    print(f"results: {write_results('predict', {'args': vars(args) | {'run': None}, 'raw': res, 'rows': rows})}")
+
+
+if __name__ == "__main__":
+    main()

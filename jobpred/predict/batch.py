@@ -1,0 +1,292 @@
+"""Batch prediction: every configured LLM predictor over a split, in ONE streaming Ray Data pipeline.
+
+Run as:
+    jobpred evaluate --config configs/local.yaml --run runs/demo              # baselines + LLM predictors
+    python -m pipelines.evaluate --config configs/gpu-cluster.yaml --run /mnt/runs/r1
+
+Pipeline (rows are example x predictor; adapters are chosen per row through the ``model`` column, so one
+vLLM engine serves the base model and every LoRA adapter -- there is no engine per adapter):
+
+    examples of the split -> BuildRequests   step 1 of each predictor (budget rule: oldest jobs dropped)
+    -> engine (ray.data.llm, vLLM + LoRA)    step 1: answer / reason+answer / reason
+    -> chain_step                            two-step predictors get step 2 (history + the reason just
+                                             written); finished rows get a 1-token no-op request
+    -> engine                                step 2 (the predictor adapter)   [only if a two-step predictor runs]
+    -> RankAnswers                           parse, map to O*NET, ranked top-k (jobpred/predict/answers.py)
+    -> driver: RUN_DIR/predictions/<predictor>.parquet (+ reason, raw output, answer method, error)
+
+ray.data.llm has no per-row "skip this stage", hence the no-op requests: a few prompt tokens and one
+generated token per finished row, negligible next to a reason. Every example x predictor ends as one
+predictions row: a row whose prompt does not fit or whose request failed still gets the ranker's
+fall-back prediction, with ``error`` saying what happened (counted in the manifest).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+
+from jobpred.config import JobpredConfig, LLMConfig
+from jobpred.llm import engine
+from jobpred.predict.steps import (
+    Step,
+    adapters_needed,
+    parse_step,
+    predictor_steps,
+    prompt_version,
+    step_max_tokens,
+    step_messages,
+    step_regex,
+)
+
+_LIGHT_CPU = 0.1
+_NOOP = [{"role": "user", "content": "-"}]
+MESSAGES_TYPE = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
+REQUEST_SCHEMA = pa.schema([
+    ("example_id", pa.string()), ("predictor", pa.string()), ("n_steps", pa.int8()), ("model", pa.string()),
+    ("messages", MESSAGES_TYPE), ("sampling", pa.string()), ("history_json", pa.string()),
+    ("history_jobs_dropped", pa.int32()), ("history_codes", pa.list_(pa.string())), ("error", pa.string()),
+])
+RESULT_SCHEMA = pa.schema([
+    ("example_id", pa.string()), ("predictor", pa.string()), ("ranked_codes", pa.list_(pa.string())),
+    ("reason", pa.string()), ("answer_text", pa.string()), ("answer_method", pa.string()),
+    ("format_problem", pa.string()), ("raw_output", pa.string()), ("error", pa.string()),
+    ("prompt_tokens", pa.int32()), ("generated_tokens", pa.int32()), ("history_jobs_dropped", pa.int32()),
+    ("adapters", pa.string()), ("prompt_version", pa.string()), ("history_json", pa.string()),
+])
+"""One row per example x predictor, what the driver collects (extra columns of the predictions table)."""
+
+
+def engine_config(cfg: JobpredConfig) -> LLMConfig:
+    """The prediction engine: ``predict.engine`` on the top-level model, with LoRA on (rank of ``train.lora``)."""
+    rank = max(8, cfg.train.lora.rank)
+    lora = {"enable_lora": True, "max_lora_rank": rank, "max_loras": 4}
+    return cfg.predict.engine.model_copy(update={
+        "model": cfg.model, "engine_kwargs": {**lora, **cfg.predict.engine.engine_kwargs}})
+
+
+def _sampling(cfg: JobpredConfig, step: Step, titles: list[str] | None) -> dict:
+    """Greedy sampling of one step. Every row of a batch must carry the same keys (Ray Data builds one
+    Arrow struct of them; a key missing in some rows turns into nulls and mixed types in the engine)."""
+    p = cfg.predict
+    max_tokens = step_max_tokens(step, p.max_tokens, p.answer_max_tokens)
+    sampling = {"temperature": 0.0, "top_p": 1.0, "max_tokens": max_tokens, "seed": 0}
+    if titles:
+        sampling["regex"] = step_regex(step, max_tokens, titles)
+    return sampling
+
+
+def _noop_sampling(cfg: JobpredConfig) -> dict:
+    """A 1-token request with the same keys as real ones (see :func:`_sampling`)."""
+    constrained = cfg.predict.answer_mode == "constrained"
+    return {"temperature": 0.0, "top_p": 1.0, "max_tokens": 1, "seed": 0, **({"regex": "-"} if constrained else {})}
+
+
+class BuildRequests:
+    """Ray Data actor: example rows -> step-1 requests, one per configured predictor (tokenizer loaded once)."""
+
+    def __init__(self, cfg: JobpredConfig, predictors: list[str], adapter_paths: dict[str, str]) -> None:
+        from jobpred.llm.budget import TokenCounter
+        from jobpred.models import resolve_model
+
+        self.cfg, self.predictors, self.paths = cfg, predictors, adapter_paths
+        self.base = resolve_model(cfg.model)
+        self.count = TokenCounter(engine_config(cfg))
+        self.titles = _titles() if cfg.predict.answer_mode == "constrained" else None
+
+    def model_of(self, step: Step) -> str:
+        return self.paths[step.adapter] if step.adapter else self.base
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        from jobpred.llm.budget import PromptTooLong, fit_history
+
+        rows = []
+        for ex in batch.to_pylist():
+            codes = [j["onet_code"] for j in ex["history"]]
+            for name in self.predictors:
+                steps = predictor_steps(name)
+                first, sampling = steps[0], _sampling(self.cfg, steps[0], self.titles)
+                # a two-step predictor's second prompt holds the history plus the reason: budget for both
+                reserve = sampling["max_tokens"] + (self.cfg.predict.max_tokens + self.cfg.predict.answer_max_tokens
+                                                    if len(steps) > 1 else 0)
+                row = {"example_id": ex["example_id"], "predictor": name, "n_steps": len(steps),
+                       "model": self.model_of(first), "history_codes": codes, "history_jobs_dropped": 0,
+                       "error": None, "sampling": json.dumps(sampling)}
+                try:
+                    history, dropped, _ = fit_history(
+                        self.count, self.count.context, lambda h, s=first: step_messages(s, h, ""),
+                        ex["education"], ex["history"], reserve)
+                    row.update(history_json=history, history_jobs_dropped=dropped,
+                               messages=step_messages(first, history, ""))
+                except PromptTooLong as exc:
+                    row.update(history_json=None, messages=_NOOP, error=f"prompt too long: {exc}",
+                               sampling=json.dumps(_noop_sampling(self.cfg)))
+                rows.append(row)
+        return pa.Table.from_pylist(rows, schema=REQUEST_SCHEMA)
+
+
+def _titles() -> list[str]:
+    from jobpred.taxonomy import Taxonomy
+
+    tax = Taxonomy.load()
+    return sorted({tax.title(c) for c in tax.occupations})
+
+
+def _rename_outputs(batch: pa.Table, prefix: str) -> pa.Table:
+    names = [prefix + n if n in engine.OUTPUT_COLUMNS else n for n in batch.column_names]
+    return batch.rename_columns(names)
+
+
+class ChainStep:
+    """Ray Data actor: after step 1, the second request of two-step predictors (no-op for the others)."""
+
+    def __init__(self, cfg: JobpredConfig, adapter_paths: dict[str, str]) -> None:
+        from jobpred.models import resolve_model
+
+        self.cfg, self.paths, self.base = cfg, adapter_paths, resolve_model(cfg.model)
+        self.titles = _titles() if cfg.predict.answer_mode == "constrained" else None
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        batch = _rename_outputs(batch, "s1_")
+        models, messages, samplings = [], [], []
+        for r in batch.select(["predictor", "n_steps", "history_json", "s1_generated_text", "s1_llm_error",
+                               "error", "model"]).to_pylist():
+            if r["n_steps"] < 2 or r["error"] or r["s1_llm_error"]:
+                models.append(r["model"])
+                messages.append(_NOOP)
+                samplings.append(json.dumps(_noop_sampling(self.cfg)))
+                continue
+            first, second = predictor_steps(r["predictor"])[:2]
+            reason = parse_step(first, r["s1_generated_text"]).reason or ""
+            models.append(self.paths[second.adapter] if second.adapter else self.base)
+            messages.append(step_messages(second, r["history_json"], reason))
+            samplings.append(json.dumps(_sampling(self.cfg, second, self.titles)))
+        batch = batch.drop_columns([c for c in ("model", "messages", "sampling") if c in batch.column_names])
+        return (batch.append_column("model", pa.array(models, pa.string()))
+                .append_column("messages", pa.array(messages, MESSAGES_TYPE))
+                .append_column("sampling", pa.array(samplings, pa.string())))
+
+
+class RankAnswers:
+    """Ray Data actor: generated text -> reason, answer text and a ranked list of valid O*NET codes."""
+
+    def __init__(self, cfg: JobpredConfig, two_step: bool) -> None:
+        from jobpred.predict.answers import AnswerRanker
+
+        self.two_step = two_step
+        self.ranker = AnswerRanker(top_k=cfg.predict.top_k, nearest_min_score=cfg.predict.nearest_min_score)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        if not self.two_step:
+            batch = _rename_outputs(batch, "s1_")
+        rows = []
+        for r in batch.to_pylist():
+            rows.append(self.finish(r))
+        return pa.Table.from_pylist(rows, schema=RESULT_SCHEMA)
+
+    def finish(self, r: dict) -> dict:
+        steps = predictor_steps(r["predictor"])
+        texts = [r["s1_generated_text"] or ""]
+        errors = [r["error"], r["s1_llm_error"] or None]
+        tokens = [r["s1_prompt_tokens"] or 0, r["s1_generated_tokens"] or 0]
+        if len(steps) > 1 and not any(errors):
+            texts.append(r["generated_text"] or "")
+            errors.append(r["llm_error"] or None)
+            tokens = [tokens[0] + (r["prompt_tokens"] or 0), tokens[1] + (r["generated_tokens"] or 0)]
+        error = next((e for e in errors if e), None)
+        parsed = [parse_step(s, t) for s, t in zip(steps, texts)]
+        reason = parsed[0].reason
+        complete = len(parsed) == len(steps) and not error
+        answer = parsed[-1].answer if complete else None
+        problem = next((p.problem for p in parsed if p.problem), None)
+        ranked = self.ranker.rank(answer, r["history_codes"], parsed[-1].alternatives if complete else ())
+        return {"example_id": r["example_id"], "predictor": r["predictor"], "ranked_codes": ranked.codes,
+                "reason": reason, "answer_text": answer, "answer_method": ranked.method,
+                "format_problem": problem, "raw_output": "\n---\n".join(texts), "error": error,
+                "prompt_tokens": tokens[0], "generated_tokens": tokens[1],
+                "history_jobs_dropped": r["history_jobs_dropped"],
+                "adapters": ",".join(adapters_needed(r["predictor"])) or None,
+                "prompt_version": ",".join(prompt_version(s) for s in steps), "history_json": r["history_json"]}
+
+
+def build_pipeline(ds, cfg: JobpredConfig, predictors: list[str], adapter_paths: dict[str, str]):
+    """Example rows -> RESULT_SCHEMA rows (lazy Ray Dataset)."""
+    import ray
+
+    econf = engine_config(cfg)
+    pool = ray.data.ActorPoolStrategy(min_size=1, max_size=1)
+    ds = ds.map_batches(BuildRequests, fn_constructor_kwargs={"cfg": cfg, "predictors": predictors,
+                                                              "adapter_paths": adapter_paths},
+                        batch_size=16, batch_format="pyarrow", num_cpus=_LIGHT_CPU, compute=pool)
+    ds = engine.build_processor(econf)(ds)
+    two_step = any(len(predictor_steps(p)) > 1 for p in predictors)
+    if two_step:
+        ds = ds.map_batches(ChainStep, fn_constructor_kwargs={"cfg": cfg, "adapter_paths": adapter_paths},
+                            batch_size=None, batch_format="pyarrow", num_cpus=_LIGHT_CPU, compute=pool)
+        ds = engine.build_processor(econf)(ds)
+    return ds.map_batches(RankAnswers, fn_constructor_kwargs={"cfg": cfg, "two_step": two_step},
+                          batch_size=None, batch_format="pyarrow", num_cpus=_LIGHT_CPU, compute=pool)
+
+
+def trained_adapters(run_dir: str | os.PathLike) -> dict[str, str]:
+    """Adapter name -> absolute directory, from the manifest's ``train`` stage ({} before training)."""
+    from jobpred.rundir import RunDir
+
+    run = RunDir(run_dir)
+    adapters = run.manifest()["stages"].get("train", {}).get("adapters", {})
+    return {name: str((run.path / info["path"]).resolve()) for name, info in adapters.items()}
+
+
+def plan_predictors(cfg: JobpredConfig, adapters: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+    """(predictors to run, predictor -> why it is skipped), by ``predict.missing_adapters``."""
+    run, skipped = [], {}
+    for name in cfg.predict.predictors:
+        missing = [a for a in adapters_needed(name) if a not in adapters]
+        if not missing:
+            run.append(name)
+        elif cfg.predict.missing_adapters == "error":
+            raise ValueError(f"predictor {name} needs adapter(s) {missing}, not trained in this run; run "
+                             f"`jobpred train` (mode joint / two-model, --dpo) or remove it from predict.predictors")
+        else:
+            skipped[name] = f"adapter(s) {', '.join(missing)} not trained in this run"
+    return run, skipped
+
+
+def collect(ds, total: int) -> pa.Table:
+    """Stream the result rows to the driver with a progress bar (rows, rows/s, generated tokens/s)."""
+    from tqdm import tqdm
+
+    tables, tokens, start = [], 0, time.perf_counter()
+    with tqdm(total=total, desc="predict", unit="row", mininterval=5) as bar:
+        for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+            tables.append(batch)
+            tokens += sum(v or 0 for v in batch.column("generated_tokens").to_pylist())
+            bar.update(batch.num_rows)
+            bar.set_postfix(tokens_per_s=round(tokens / (time.perf_counter() - start), 1))
+    return pa.concat_tables(tables) if tables else RESULT_SCHEMA.empty_table()
+
+
+def write_tables(out_dir: Path, examples: pl.DataFrame, results: pl.DataFrame, predictors: list[str]) -> dict:
+    """One predictions table per predictor (PREDICTIONS_SCHEMA columns first, then the LLM extras)."""
+    from jobpred.eval.predictions import example_features
+    from jobpred.schema import PREDICTIONS_SCHEMA
+
+    feats = example_features(examples).collect()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for name in predictors:
+        rows = results.filter(pl.col("predictor") == name).drop("predictor", "history_json")
+        table = feats.join(rows, on="example_id", how="left", validate="1:1").with_columns(
+            pl.col("ranked_codes").list.first().alias("predicted_code"))
+        if table["ranked_codes"].null_count():
+            raise RuntimeError(f"{name}: {table['ranked_codes'].null_count()} examples came back without a row")
+        extra = [c for c in table.columns if c not in PREDICTIONS_SCHEMA.names]
+        path = out_dir / f"{name}.parquet"
+        table.select([*PREDICTIONS_SCHEMA.names, *extra]).write_parquet(path)
+        paths[name] = path
+    return paths

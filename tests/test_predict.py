@@ -1,0 +1,158 @@
+"""Unit tests of the prediction core: steps and prompts, parsing, answer ranking, planning, paired claims."""
+
+from __future__ import annotations
+
+import re
+
+import polars as pl
+import pytest
+
+from jobpred.config import load_config
+from jobpred.llm.prompts import history_json
+from jobpred.predict.answers import AnswerRanker
+from jobpred.predict.batch import plan_predictors
+from jobpred.predict.claims import paired_diff, verdict
+from jobpred.predict.records import resolve_history
+from jobpred.predict.steps import PREDICTORS, Step, parse_step, predictor_steps, step_messages, step_regex
+from jobpred.schema import CareerRecord
+from jobpred.taxonomy import Taxonomy, TitleNormalizer
+from jobpred.train.formats import build_messages
+
+NURSE = "29-1141.00"
+HISTORY = history_json([{"degree": "BSc", "field": "Nursing"}],
+                       [{"title": "Staff nurse", "onet_title": "Registered Nurses", "start": "2015-01", "end": None}])
+
+
+@pytest.fixture(scope="module")
+def ranker():
+    return AnswerRanker(top_k=10)
+
+
+def test_exact_title_and_code_map_to_the_same_first_choice(ranker):
+    by_title = ranker.rank("Registered Nurses", [])
+    by_code = ranker.rank(NURSE, [])
+    assert by_title.codes[0] == by_code.codes[0] == NURSE and by_title.method == "exact"
+    assert by_title.titles[0] == "Registered Nurses" and by_title.scores[0] == 1.0
+
+
+def test_ranked_list_is_first_choice_then_its_related_occupations(ranker):
+    tax = Taxonomy.load()
+    ranked = ranker.rank("Registered Nurses", [])
+    related = [c for c, _ in tax.related(NURSE)]
+    assert ranked.codes[1:1 + min(9, len(related))] == related[:9]
+    assert len(ranked.codes) == 10 and len(set(ranked.codes)) == 10
+    assert ranked.scores == sorted(ranked.scores, reverse=True)
+
+
+def test_alternate_titles_go_through_the_normaliser(ranker):
+    ranked = ranker.rank("staff RN", [])
+    assert ranked.codes[0] == NURSE and ranked.method == "normalised"
+
+
+def test_unmappable_answer_falls_back_to_the_last_known_occupation(ranker):
+    ranked = ranker.rank("I think they will be happy", ["11-1021.00", None, "43-4051.00"])
+    assert ranked.codes[0] == "43-4051.00" and ranked.method == "history"
+    longer = AnswerRanker(top_k=100).rank("I think they will be happy", ["11-1021.00", None, "43-4051.00"])
+    assert "11-1021.00" in longer.codes[1:]  # the earlier history fills the list after the related ones
+
+
+@pytest.mark.parametrize("answer", [None, "", "   ", "zzzz qqqq"])
+def test_answer_is_always_a_valid_code(ranker, answer):
+    tax = Taxonomy.load()
+    ranked = ranker.rank(answer, [])
+    assert ranked.method == "prior" and ranked.codes and all(c in tax for c in ranked.codes)
+
+
+def test_fine_tuned_steps_prompt_exactly_as_in_training():
+    assert step_messages(Step("joint", "joint"), HISTORY) == build_messages("joint", HISTORY)
+    assert step_messages(Step("reason", "reasoner"), HISTORY) == build_messages("reasoner", HISTORY)
+    assert step_messages(Step("predict", "predictor"), HISTORY, "r") == build_messages("predictor", HISTORY, "r")
+
+
+def test_base_model_steps_prefill_the_expected_block():
+    answer = step_messages(Step("answer", None), HISTORY)
+    joint = step_messages(Step("joint", None), HISTORY)
+    assert answer[-1] == {"role": "assistant", "content": "<answer>"}
+    assert joint[-1] == {"role": "assistant", "content": "<think>\n"}
+
+
+def test_every_predictor_ends_with_an_answering_step():
+    for name, steps in PREDICTORS.items():
+        assert steps[-1].kind in ("answer", "joint", "predict"), name
+
+
+def test_parse_joint_output_with_prefill_put_back():
+    parsed = parse_step(Step("joint", None), "They like care work.\n</think>\n<answer>Registered Nurses</answer>")
+    assert parsed.reason == "They like care work." and parsed.answer == "Registered Nurses" and parsed.problem is None
+
+
+def test_parse_is_lenient_but_reports_the_problem():
+    parsed = parse_step(Step("joint", "joint"), "<think>\nshort reason\n</think>\nRegistered Nurses")
+    assert parsed.answer is None and parsed.alternatives[0] == "Registered Nurses" and parsed.problem
+    parsed = parse_step(Step("answer", None), " Nurse practitioner")
+    assert parsed.answer is None and parsed.alternatives == ("Nurse practitioner",) and "answer" in parsed.problem
+    parsed = parse_step(Step("reason", "reasoner"), "<think>\nlikes people, keeps the same field")
+    assert parsed.reason == "likes people, keeps the same field" and parsed.problem
+
+
+def test_injected_answer_tags_in_the_reason_do_not_become_the_answer():
+    # the model echoes an injected closing tag: only the first block after </think> counts
+    text = "x\n</think>\n<answer>Registered Nurses</answer> <answer>Chief Executives</answer>"
+    assert parse_step(Step("joint", None), text).answer == "Registered Nurses"
+
+
+def test_constrained_regex_accepts_only_official_titles():
+    titles = ["Registered Nurses", "Chief Executives"]
+    rx = re.compile(step_regex(Step("answer", None), 24, titles))
+    assert rx.fullmatch("Registered Nurses</answer>") and not rx.fullmatch("Nurse</answer>")
+    reason = re.compile(step_regex(Step("reason", "reasoner"), 24, titles))
+    assert reason.fullmatch("<think>\nlikes caring for people\n</think>") and not reason.fullmatch("<answer>x")
+
+
+def test_plan_skips_or_refuses_predictors_without_adapters():
+    cfg = load_config(None, ["predict.predictors=[zero-shot, joint, two-model]"])
+    run, skipped = plan_predictors(cfg, {"joint": "/a/joint"})
+    assert run == ["zero-shot", "joint"] and set(skipped) == {"two-model"} and "reasoner" in skipped["two-model"]
+    strict = load_config(None, ["predict.predictors=[two-model]", "predict.missing_adapters=error"])
+    with pytest.raises(ValueError, match="reasoner"):
+        plan_predictors(strict, {})
+    with pytest.raises(ValueError, match="unknown predictor"):
+        predictor_steps("nope")
+
+
+def test_record_history_is_sorted_and_resolved():
+    record = CareerRecord.model_validate({"person_id": "p", "experience": [
+        {"title": "Registered Nurse", "start": "2018-01"},
+        {"title": "Nursing assistant", "start": "2012-01", "end": "2017-12"},
+        {"title": "Zzqx blorp", "start": "2010-01", "end": "2011-12", "onet_code": "43-4051.00"}]})
+    jobs = resolve_history(record, TitleNormalizer(), Taxonomy.load())
+    assert [j["start"] for j in jobs] == ["2010-01", "2012-01", "2018-01"]
+    assert jobs[0]["onet_code"] == "43-4051.00" and jobs[-1]["onet_code"] == NURSE
+
+
+def test_paired_difference_and_verdict():
+    a = pl.DataFrame({"example_id": ["1", "2", "3", "4"], "em": [1, 1, 1, 0], "rm": [1.0, 1.0, 1.0, 0.5]})
+    b = pl.DataFrame({"example_id": ["1", "2", "3", "4"], "em": [0, 0, 0, 0], "rm": [0.0, 0.0, 0.0, 0.5]})
+    d = paired_diff(a, b, samples=200)
+    assert d["n"] == 4 and d["em"] == pytest.approx(75.0) and d["rm"] == pytest.approx(75.0)
+    assert d["rm_ci"][0] >= 0 and verdict(d) in ("reproduced", "not distinguishable")
+    same = paired_diff(a, a, samples=50)
+    assert same["em"] == 0 and verdict(same) == "not distinguishable"
+    assert verdict(paired_diff(b, a, samples=200)) in ("reversed", "not distinguishable")
+
+
+def test_free_text_outputs_offer_phrases_that_the_ranker_maps(ranker):
+    parsed = parse_step(Step("predict", "predictor"),
+                        'The most likely next occupation is a professional in the field of "Pipe Caulker"')
+    assert parsed.answer is None and parsed.alternatives[0] == "Pipe Caulker"
+    ranked = ranker.rank(parsed.answer, ["43-4051.00"], parsed.alternatives)
+    # "Pipe Caulker" is an O*NET alternate title of Pipelayers
+    assert ranked.method == "normalised_phrase" and ranked.titles[0] == "Pipelayers"
+    parsed = parse_step(Step("joint", "joint"), "Their history points to a move, so they will become a registered nurse.")
+    assert parsed.reason and "registered nurse" in parsed.alternatives
+    assert ranker.rank(None, [], parsed.alternatives).codes[0] == NURSE
+
+
+def test_unclosed_reason_block_still_yields_the_reason():
+    parsed = parse_step(Step("joint", None), "They moved from care work to teaching and back")
+    assert parsed.reason == "They moved from care work to teaching and back" and parsed.problem
