@@ -32,8 +32,12 @@ SUITE: dict[str, tuple[str, list[str], list[str]]] = {
     "reasons": ("benchmarks.bench_reasons", ["--prompts", "128", "--new-tokens", "48", "--hf-prompts", "32"],
                 ["reasons"]),
     "train": ("benchmarks.bench_train", [], ["train"]),
+    "predict": ("benchmarks.bench_predict", ["--prompts", "64", "--max-tokens", "48"], ["predict"]),
+    "batch": ("benchmarks.bench_batch", [], ["batch"]),
     "serve": ("benchmarks.bench_serve", [], ["serve"]),
 }
+PLOTS = {"batch": "batch-*.png", "serve": "serve-*.png"}
+"""Plots a benchmark draws itself (results/<date>-<pattern>), linked from the suite's Markdown."""
 PREPARE_SIZES = (20_000, 100_000, 300_000)
 
 
@@ -107,6 +111,8 @@ def main() -> None:
                 for key, value in res.items():  # every list of row dicts is a table
                     if isinstance(value, list) and value and isinstance(value[0], dict):
                         sections += [f"## {f}: {key}", "", markdown_table(value), ""]
+        if ok and name in PLOTS:
+            sections += [f"![{name}]({png.name})" for png in sorted(RESULTS.glob(f"{stamp}-{PLOTS[name]}"))] + [""]
     sections += ["## Status", "", *[f"- {k}: {v}" for k, v in status.items()], ""]
     (RESULTS / f"{stamp}-{host}.json").write_text(
         json.dumps({"date": stamp, "host": host, "machine": machine(), "status": status, "results": gathered},
