@@ -32,7 +32,7 @@ SUITE: dict[str, tuple[str, list[str], list[str]]] = {
     "reasons": ("benchmarks.bench_reasons", ["--prompts", "128", "--new-tokens", "48", "--hf-prompts", "32"],
                 ["reasons"]),
     "train": ("benchmarks.bench_train", [], ["train"]),
-    "predict": ("benchmarks.bench_predict", ["--prompts", "64", "--max-tokens", "48"], ["predict"]),
+    "predict": ("benchmarks.bench_predict", [], ["predict"]),
     "batch": ("benchmarks.bench_batch", [], ["batch"]),
     "serve": ("benchmarks.bench_serve", [], ["serve"]),
 }

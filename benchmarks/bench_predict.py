@@ -1,7 +1,7 @@
 """Batch prediction: the jobpred.predict pipeline vs plain vLLM, and free vs constrained answers.
 
 Run as:
-    python -m benchmarks.bench_predict                     # throughput, ~6 minutes on a 2-core CPU
+    python -m benchmarks.bench_predict                     # throughput, ~8 minutes on a 2-core CPU
     python -m benchmarks.bench_predict --answers 60        # answer methods on 60 validation examples
 
 Throughput (same prompts, model, adapter and machine; each path in a fresh subprocess): the prediction
@@ -206,9 +206,9 @@ def _run_child(kind: str, run: Path, argv: list[str]) -> dict | list:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--prompts", type=int, default=96, help="test examples (x2 predictors = requests)")
-    parser.add_argument("--max-tokens", type=int, default=64, help="most generated tokens per reason step")
-    parser.add_argument("--ray-small", type=int, default=16, help="examples of the pipeline's first execution")
+    parser.add_argument("--prompts", type=int, default=32, help="test examples (x2 predictors = requests)")
+    parser.add_argument("--max-tokens", type=int, default=32, help="most generated tokens per reason step")
+    parser.add_argument("--ray-small", type=int, default=8, help="examples of the pipeline's first execution")
     parser.add_argument("--answers", type=int, default=0, help="only the answer-method comparison, on N val examples")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--run", type=Path, help=argparse.SUPPRESS)
