@@ -156,3 +156,14 @@ def test_free_text_outputs_offer_phrases_that_the_ranker_maps(ranker):
 def test_unclosed_reason_block_still_yields_the_reason():
     parsed = parse_step(Step("joint", None), "They moved from care work to teaching and back")
     assert parsed.reason == "They moved from care work to teaching and back" and parsed.problem
+
+
+def test_report_says_where_llm_answers_came_from(tmp_path):
+    from jobpred.predict.claims import _methods_section
+
+    pl.DataFrame({"example_id": ["1", "2", "3", "4"], "answer_method": ["history", "nearest", "exact", "history"]}
+                 ).write_parquet(tmp_path / "joint.parquet")
+    pl.DataFrame({"example_id": ["1"], "predicted_code": ["29-1141.00"]}).write_parquet(tmp_path / "markov.parquet")
+    lines = _methods_section({"joint": tmp_path / "joint.parquet", "markov": tmp_path / "markov.parquet"})
+    row = next(ln for ln in lines if ln.startswith("| joint |"))
+    assert "| 4 | 50% |" in row and "history 2" in row and not any(ln.startswith("| markov") for ln in lines)

@@ -126,6 +126,10 @@ def render_markdown(results: dict[str, dict], meta: dict, plots: list[str]) -> s
     rows = [[n, str(results[n]["total"]), str(results[n]["valid"]), str(results[n]["invalid"]),
              str(results[n]["missing"]), *[_cell(results[n], m) for m in HEADLINE]] for n in order]
     lines += _table(["predictor", "n", "valid", "invalid", "missing", *HEADLINE], rows)
+    if len({results[n]["total"] for n in order}) > 1:
+        lines += ["", "Predictors ran on different numbers of examples (n): LLM predictors on the first "
+                  "`predict.max_examples` of the split, baselines on all of it. The claims section below "
+                  "compares predictors on the examples they share."]
     for name, why in meta.get("skipped", {}).items():
         lines += ["", f"Not run: **{name}** ({why})."]
     if "metrics.png" in plots:

@@ -138,6 +138,7 @@ def claims_section(run, tables: dict[str, Path], scores: dict[str, dict], out_di
     from jobpred.eval.report import _table
 
     lines += _table(header, rows) if rows else ["No pair of predictors for these comparisons ran."]
+    lines += _methods_section(tables)
     by_score, plots = _quality_vs_accuracy(run, tables, out_dir)
     if by_score.height:
         lines += ["", "### (c) Accuracy by the judge's score of the predictor's own reason", "",
@@ -150,6 +151,33 @@ def claims_section(run, tables: dict[str, Path], scores: dict[str, dict], out_di
         lines += [f"\n![accuracy vs judge score]({p})" for p in plots]
     numbers["by_judge_score"] = by_score.to_dicts()
     return lines, plots, numbers
+
+
+FALLBACKS = ("history", "prior")
+"""Answer methods that do not come from the model's output (jobpred/predict/answers.py)."""
+
+
+def _methods_section(tables: dict[str, Path]) -> list[str]:
+    """How each LLM predictor's first choices were found: from the model's answer, or by a fall-back."""
+    rows = []
+    for name, path in tables.items():
+        frame = pl.read_parquet(path)
+        if "answer_method" not in frame.columns:
+            continue
+        counts = dict(frame.group_by("answer_method").len().iter_rows())
+        fallback = sum(counts.get(m, 0) for m in FALLBACKS)
+        rows.append([name, str(frame.height), f"{100 * (frame.height - fallback) / max(1, frame.height):.0f}%",
+                     ", ".join(f"{m} {n}" for m, n in sorted(counts.items(), key=lambda kv: -kv[1]))])
+    if not rows:
+        return []
+    from jobpred.eval.report import _table
+
+    return ["", "### Where the LLM answers came from", "",
+            "Share of first choices taken from the model's own output (its answer block, or a phrase of a "
+            "free-text output, mapped to O*NET) rather than from a fall-back (`history`: the last occupation, "
+            "i.e. the 'stay' baseline; `prior`). A predictor that mostly falls back measures the fall-back, "
+            "not the model: read the comparisons above with this table.", "",
+            *_table(["predictor", "n", "from the model", "methods"], rows)]
 
 
 def _quality_vs_accuracy(run, tables: dict[str, Path], out_dir: Path) -> tuple[pl.DataFrame, list[str]]:
