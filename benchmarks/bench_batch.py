@@ -16,13 +16,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import LoadAverage, machine, markdown_table, write_results
+from benchmarks.common import machine, markdown_table, run_child, write_results
 
 
 def _prompts(workdir: Path, n: int) -> list:
@@ -86,13 +84,8 @@ def _hf(prompts: list, plan: dict[int, int], new_tokens: int) -> dict:
 
 
 def _run_child(kind: str, prompts_path: Path, argv: list[str]) -> dict:
-    with LoadAverage() as load:
-        out = subprocess.run([sys.executable, "-m", "benchmarks.bench_batch", "--child", kind, "--prompts-file",
-                              str(prompts_path), *argv], capture_output=True, text=True)
-    line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT ")), None)
-    if line is None:
-        sys.exit(f"{kind} run failed:\n{out.stderr[-4000:]}")
-    return {"by_size": {int(k): v for k, v in json.loads(line[7:]).items()}, **load.summary()}
+    result, load = run_child("benchmarks.bench_batch", ["--child", kind, "--prompts-file", str(prompts_path), *argv])
+    return {"by_size": {int(k): val for k, val in result.items()}, **load}
 
 
 def plot(rows: list[dict], path: Path) -> None:

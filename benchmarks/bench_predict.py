@@ -23,13 +23,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import LoadAverage, machine, markdown_table, write_results
+from benchmarks.common import machine, markdown_table, run_child, write_results
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -193,15 +192,9 @@ def _child(kind: str, run: Path, args) -> None:
 
 def _run_child(kind: str, run: Path, argv: list[str]) -> dict | list:
     t = time.perf_counter()
-    with LoadAverage() as load:
-        out = subprocess.run([sys.executable, "-m", "benchmarks.bench_predict", "--child", kind, "--run", str(run),
-                              *argv], capture_output=True, text=True)
-    line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT ")), None)
-    if line is None:
-        sys.exit(f"{kind} run failed:\n{out.stderr[-4000:]}")
-    print(f"{kind}: {time.perf_counter() - t:.0f}s, {load.summary()}", file=sys.stderr, flush=True)
-    result = json.loads(line[7:])
-    return result | load.summary() if isinstance(result, dict) else result
+    result, load = run_child("benchmarks.bench_predict", ["--child", kind, "--run", str(run), *argv])
+    print(f"{kind}: {time.perf_counter() - t:.0f}s, {load}", file=sys.stderr, flush=True)
+    return result | load if isinstance(result, dict) else result
 
 
 def main() -> None:

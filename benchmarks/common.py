@@ -117,3 +117,17 @@ class Timer:
 
     def __exit__(self, *exc) -> None:
         self.seconds = time.perf_counter() - self.start
+
+
+def run_child(module: str, argv: list[str]) -> tuple[object, dict]:
+    """Run ``python -m module *argv`` (a benchmark's ``--child`` mode) in a fresh process: its ``RESULT <json>``
+    line and the load average while it ran. Exits with the child's stderr tail when it printed no result."""
+    import subprocess
+    import sys
+
+    with LoadAverage() as load:
+        out = subprocess.run([sys.executable, "-m", module, *argv], capture_output=True, text=True)
+    line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT ")), None)
+    if line is None:
+        sys.exit(f"{module} {' '.join(argv[:2])} failed:\n{out.stderr[-4000:]}")
+    return json.loads(line[7:]), load.summary()

@@ -5,7 +5,7 @@ crosswalk, ESCO 1.2.0 occupations) are not part of a user's checkout; this scrip
 zstd-compressed Parquet files under ``jobpred/taxonomy/data/`` that *are* committed. Run it only when the
 O*NET release changes:
 
-    python tools/build_taxonomy.py --source ../shared/data
+    python tools/build_taxonomy.py --source DIR   # DIR: the O*NET 29.3 / CCM / ESCO tables (see NOTICE)
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@
     frame = pl.DataFrame({"target": ["29-1141.00"], "prediction": ["Registered Nurses"]})
     summarize(score_frame(frame))   # {"AccEM": 100.0, "AccRM": 100.0, "total": 1, ...}
 
-Definitions (``../shared/notes/paper.md``; every metric is a percentage, MRR included):
+Definitions (the paper, Dong et al., PAKDD 2026; every metric is a percentage, MRR included):
 - AccEM: share of examples whose predicted occupation *is* the ground truth;
 - AccRM: mean of 1 for an exact match, 1/(i+1) when the prediction is the ground truth's O*NET Related
   Occupation with Index i (the ground truth itself is rank 1), else 0; a ground truth without a related

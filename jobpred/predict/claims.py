@@ -3,7 +3,7 @@
     judge_reasons(cfg, run, results, examples)   # RUN_DIR/predict/reason_judgements.parquet
     lines, plots = claims_section(run, pred_dir, out_dir, bootstrap=1000, seed=0)
 
-Findings of the paper (``../shared/notes/paper.md``): (a) fine-tuning brings accuracy to the level of
+Findings of the paper (Dong et al., PAKDD 2026): (a) fine-tuning brings accuracy to the level of
 fully supervised methods and above unsupervised ones; (b) joint beats two-model; (c) accuracy depends on
 reason quality. Each becomes paired comparisons on the same test examples: the difference in AccEM and
 AccRM (percentage points) with a paired bootstrap 95% CI. The verdict is mechanical: "reproduced" when
