@@ -430,6 +430,13 @@ class PredictConfig(_Section):
         "'constrained': a regex forces the answer to be one official O*NET title (greedy constrained "
         "choice). Both then rank the rest of the top-k the same way (jobpred/predict/answers.py).",
     )
+    base_apart_from_adapters: bool = Field(
+        False, description="Run the base-model predictors (zero-shot, zero-shot-reason) and the adapter "
+        "predictors as two pipeline executions, one after the other, instead of one. vLLM's CPU build "
+        "applies LoRA to every token of a step that holds any adapter row (a per-token weight gather), so "
+        "base rows mixed with adapter rows run at adapter speed (~4x slower); one more engine start buys "
+        "them back. GPU LoRA kernels serve mixed batches well: leave it off there.",
+    )
     top_k: int = Field(10, ge=1, le=100, description="Length of each ranked list.")
     nearest_min_score: float = Field(
         0.6, ge=0, le=1, description="An answer the normaliser cannot map is replaced by its nearest O*NET "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from jobpred.config import load_config
 from jobpred.llm.prompts import history_json
 from jobpred.predict.answers import AnswerRanker
-from jobpred.predict.batch import plan_predictors
+from jobpred.predict.batch import execution_groups, plan_predictors
 from jobpred.predict.claims import paired_diff, verdict
 from jobpred.predict.records import resolve_history
 from jobpred.predict.steps import PREDICTORS, Step, parse_step, predictor_steps, step_messages, step_regex
@@ -118,6 +119,16 @@ def test_plan_skips_or_refuses_predictors_without_adapters():
         plan_predictors(strict, {})
     with pytest.raises(ValueError, match="unknown predictor"):
         predictor_steps("nope")
+
+
+def test_base_model_predictors_run_apart_from_adapter_ones_when_configured():
+    names = ["joint", "zero-shot", "two-model", "zero-shot-reason"]
+    together = load_config(None, ["predict.base_apart_from_adapters=false"])
+    assert execution_groups(together, names) == [names]
+    apart = load_config(None, ["predict.base_apart_from_adapters=true"])
+    assert execution_groups(apart, names) == [["zero-shot", "zero-shot-reason"], ["joint", "two-model"]]
+    assert execution_groups(apart, ["joint"]) == [["joint"]]  # no empty execution
+    assert load_config(Path(__file__).resolve().parents[1] / "configs" / "local.yaml").predict.base_apart_from_adapters  # the CPU default
 
 
 def test_record_history_is_sorted_and_resolved():

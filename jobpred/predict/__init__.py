@@ -30,7 +30,6 @@ def run(cfg: JobpredConfig, run_dir: str | os.PathLike, eval_run: str | os.PathL
     """Run ``cfg.predict.predictors`` over ``predict.split`` of ``eval_run`` (default: this run) with this
     run's adapters; write one predictions table per predictor and record the ``predict`` stage."""
     import polars as pl
-    import ray
 
     from jobpred.eval.predictions import split_examples
     from jobpred.predict import batch
@@ -53,9 +52,8 @@ def run(cfg: JobpredConfig, run_dir: str | os.PathLike, eval_run: str | os.PathL
     started = time.perf_counter()
     if predictors:
         init_ray(cfg.ray)
-        ds = ray.data.from_arrow(examples.select(_EXAMPLE_COLUMNS).to_arrow())
-        results = pl.from_arrow(batch.collect(batch.build_pipeline(ds, cfg, predictors, adapters),
-                                              examples.height * len(predictors)))
+        results = pl.from_arrow(batch.predict_table(examples.select(_EXAMPLE_COLUMNS).to_arrow(), cfg,
+                                                    predictors, adapters))
         paths = batch.write_tables(out_dir, examples, results, predictors)
         stats.update(_counts(results), seconds=round(time.perf_counter() - started, 1),
                      generated_tokens=int(results["generated_tokens"].sum()))

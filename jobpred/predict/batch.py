@@ -15,6 +15,10 @@ vLLM engine serves the base model and every LoRA adapter -- there is no engine p
     -> RankAnswers                           parse, map to O*NET, ranked top-k (jobpred/predict/answers.py)
     -> driver: RUN_DIR/predictions/<predictor>.parquet (+ reason, raw output, answer method, error)
 
+With ``predict.base_apart_from_adapters`` (the CPU configs) the base-model predictors and the adapter
+predictors run as two executions of this pipeline, one after the other: vLLM's CPU LoRA kernels make
+every row of a step pay for LoRA once any row of it uses an adapter (see :func:`execution_groups`).
+
 ray.data.llm has no per-row "skip this stage", hence the no-op requests: a few prompt tokens and one
 generated token per finished row, negligible next to a reason. Every example x predictor ends as one
 predictions row: a row whose prompt does not fit or whose request failed still gets the ranker's
@@ -231,6 +235,28 @@ def build_pipeline(ds, cfg: JobpredConfig, predictors: list[str], adapter_paths:
         ds = engine.build_processor(econf)(ds)
     return ds.map_batches(RankAnswers, fn_constructor_kwargs={"cfg": cfg, "two_step": two_step},
                           batch_size=None, batch_format="pyarrow", num_cpus=_LIGHT_CPU, compute=pool)
+
+
+def execution_groups(cfg: JobpredConfig, predictors: list[str]) -> list[list[str]]:
+    """The predictors of each pipeline execution, in order: all in one, or (with
+    ``predict.base_apart_from_adapters``) the base-model ones, then the adapter ones."""
+    if not cfg.predict.base_apart_from_adapters:
+        return [predictors]
+    base = [p for p in predictors if not adapters_needed(p)]
+    return [g for g in (base, [p for p in predictors if p not in base]) if g]
+
+
+def predict_table(examples: pa.Table, cfg: JobpredConfig, predictors: list[str],
+                  adapter_paths: dict[str, str]) -> pa.Table:
+    """Every example x predictor through the pipeline (one execution per :func:`execution_groups` group),
+    streamed back to the driver: RESULT_SCHEMA rows. Ray must be initialised."""
+    import ray
+
+    tables = []
+    for group in execution_groups(cfg, predictors):
+        ds = build_pipeline(ray.data.from_arrow(examples), cfg, group, adapter_paths)
+        tables.append(collect(ds, examples.num_rows * len(group)))
+    return pa.concat_tables(tables)
 
 
 def trained_adapters(run_dir: str | os.PathLike) -> dict[str, str]:
