@@ -1,8 +1,8 @@
 """The benchmark suite: every benchmark at a size that fits this machine, one results file, tables, plots.
 
 Run as:
-    python -m benchmarks              # or `make bench`; about 20-30 minutes on the 2-core CPU machine
-    python -m benchmarks --only prepare normalize
+    python -m benchmarks              # or `make bench`; under 30 minutes on the 2-core CPU machine
+    python -m benchmarks --only prepare normalize   # reruns these; today's suite file keeps the rest
 
 Each benchmark runs in its own subprocess (its own Ray, its own peak memory) and writes its JSON under
 ``benchmarks/results/``; the suite gathers them into ``results/<date>-<host>.json`` and ``.md`` and draws
@@ -17,24 +17,28 @@ import argparse
 import datetime as _dt
 import importlib.util
 import json
+import os
 import platform
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from benchmarks.common import RESULTS, machine, markdown_table
 
-# name -> (module, args, results file names it writes). Sizes chosen so the whole suite fits ~30 minutes.
+# name -> (module, args, results file names it writes). Sizes chosen so that the whole suite fits 30 minutes
+# on the 2-core CPU machine (each script's own defaults are larger: see benchmarks/results/*-full.md).
 SUITE: dict[str, tuple[str, list[str], list[str]]] = {
     "prepare": ("benchmarks.bench_prepare", [], []),  # run at several sizes below
     "normalize": ("benchmarks.bench_normalize", ["--n", "10000"], ["normalize"]),
     "score": ("benchmarks.bench_score", ["--predictions", "1000000", "--persons", "300000"], ["score"]),
-    "reasons": ("benchmarks.bench_reasons", ["--prompts", "128", "--new-tokens", "48", "--hf-prompts", "32"],
-                ["reasons"]),
+    "reasons": ("benchmarks.bench_reasons", ["--prompts", "64", "--new-tokens", "48", "--hf-prompts", "16",
+                                             "--judge-prompts", "48", "--ray-small", "16"], ["reasons"]),
     "train": ("benchmarks.bench_train", [], ["train"]),
-    "predict": ("benchmarks.bench_predict", [], ["predict"]),
-    "batch": ("benchmarks.bench_batch", [], ["batch"]),
-    "serve": ("benchmarks.bench_serve", [], ["serve"]),
+    "predict": ("benchmarks.bench_predict", ["--prompts", "16", "--ray-small", "4", "--paths", "vllm", "ray"],
+                ["predict"]),
+    "batch": ("benchmarks.bench_batch", ["--sizes", "1", "4", "16", "--min-prompts", "16"], ["batch"]),
+    "serve": ("benchmarks.bench_serve", ["--levels", "1", "8", "--requests", "4", "8", "--mixed", "10"], ["serve"]),
 }
 PLOTS = {"batch": "batch-*.png", "serve": "serve-*.png"}
 """Plots a benchmark draws itself (results/<date>-<pattern>), linked from the suite's Markdown."""
@@ -51,8 +55,10 @@ def _run(module: str, args: list[str]) -> tuple[bool, str]:
 
 
 def _load(name: str) -> dict | None:
-    files = sorted(RESULTS.glob(f"{_dt.date.today().isoformat()}-{name}-*.json"))
-    return json.loads(files[-1].read_text()) if files else None
+    """Today's results file of one benchmark (exactly ``<date>-<name>-<cores>cpu.json``, so that ``reasons``
+    does not pick up ``reasons-streaming``)."""
+    path = RESULTS / f"{_dt.date.today().isoformat()}-{name}-{machine()['cores']}cpu.json"
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 def _plot_prepare(runs: list[dict], path) -> None:
@@ -77,14 +83,39 @@ def _plot_prepare(runs: list[dict], path) -> None:
     plt.close(fig)
 
 
+def _markdown(stamp: str, host: str, gathered: dict, status: dict) -> str:
+    """The suite's Markdown: every table of every gathered results file, the plots, the status list."""
+    config = os.environ.get("JOBPRED_BENCH_CONFIG", "configs/local.yaml")
+    lines = [f"# Benchmarks {stamp} on {host}", "", f"Machine: `{json.dumps(machine())}`", "",
+             f"Settings: `{config}`", ""]
+    for name, res in gathered.items():
+        if name == "prepare":
+            rows = [r for run in res for r in run["rows"]]
+            lines += ["## prepare (synth + prepare, Ray Data vs one process)", "", markdown_table(rows), "",
+                      f"![prepare throughput]({stamp}-prepare-throughput.png)", ""]
+            continue
+        for key, value in res.items():  # every list of row dicts is a table
+            if isinstance(value, list) and value and isinstance(value[0], dict):
+                lines += [f"## {name}: {key}", "", markdown_table(value), ""]
+        if name in PLOTS:
+            lines += [f"![{name}]({png.name})" for png in sorted(RESULTS.glob(f"{stamp}-{PLOTS[name]}"))] + [""]
+    return "\n".join([*lines, "## Status", "", *[f"- {k}: {v}" for k, v in status.items()], ""])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", nargs="+", choices=list(SUITE), help="run only these benchmarks")
+    parser.add_argument("--only", nargs="+", choices=list(SUITE),
+                        help="run only these benchmarks (today's suite file keeps the others' results)")
+    parser.add_argument("--config", type=Path, help="engine, training and serving settings of every benchmark "
+                        "(default configs/local.yaml; e.g. configs/gpu-cluster.yaml on a GPU node)")
     args = parser.parse_args()
+    if args.config:  # read by benchmarks.common in each benchmark's subprocess
+        os.environ["JOBPRED_BENCH_CONFIG"] = str(args.config.resolve())
     stamp, host = _dt.date.today().isoformat(), platform.node().split(".")[0] or "machine"
-    status: dict[str, str] = {}
-    sections: list[str] = [f"# Benchmarks {stamp} on {host}", "", f"Machine: `{json.dumps(machine())}`", ""]
-    gathered: dict[str, object] = {}
+    summary = RESULTS / f"{stamp}-{host}.json"
+    previous = json.loads(summary.read_text()) if args.only and summary.exists() else {}
+    status: dict[str, str] = previous.get("status", {})
+    gathered: dict[str, object] = previous.get("results", {})
     for name in args.only or SUITE:
         module, margs, files = SUITE[name]
         if importlib.util.find_spec(module) is None:
@@ -97,28 +128,20 @@ def main() -> None:
                 status[f"prepare-{n}"] = msg
                 if ok and (res := _load(f"prepare-{n}")):
                     runs.append(res)
-            gathered["prepare"] = runs
             if runs:
+                gathered["prepare"] = runs
                 _plot_prepare(runs, RESULTS / f"{stamp}-prepare-throughput.png")
-                rows = [r for run in runs for r in run["rows"]]
-                sections += ["## prepare (synth + prepare, Ray Data vs one process)", "", markdown_table(rows),
-                             "", f"![prepare throughput]({stamp}-prepare-throughput.png)", ""]
             continue
         ok, status[name] = _run(module, margs)
         for f in files:
             if ok and (res := _load(f)):
                 gathered[f] = res
-                for key, value in res.items():  # every list of row dicts is a table
-                    if isinstance(value, list) and value and isinstance(value[0], dict):
-                        sections += [f"## {f}: {key}", "", markdown_table(value), ""]
-        if ok and name in PLOTS:
-            sections += [f"![{name}]({png.name})" for png in sorted(RESULTS.glob(f"{stamp}-{PLOTS[name]}"))] + [""]
-    sections += ["## Status", "", *[f"- {k}: {v}" for k, v in status.items()], ""]
-    (RESULTS / f"{stamp}-{host}.json").write_text(
-        json.dumps({"date": stamp, "host": host, "machine": machine(), "status": status, "results": gathered},
-                   indent=2) + "\n")
-    (RESULTS / f"{stamp}-{host}.md").write_text("\n".join(sections))
-    print("\n".join(sections))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    summary.write_text(json.dumps({"date": stamp, "host": host, "machine": machine(), "status": status,
+                                   "results": gathered}, indent=2) + "\n")
+    text = _markdown(stamp, host, gathered, status)
+    summary.with_suffix(".md").write_text(text)
+    print(text)
 
 
 if __name__ == "__main__":

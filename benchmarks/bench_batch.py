@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import machine, markdown_table, run_child, write_results
+from benchmarks.common import bench_config, machine, markdown_table, run_child, write_results
 
 
 def _prompts(workdir: Path, n: int) -> list:
@@ -35,9 +35,7 @@ def _plan(sizes: list[int], min_prompts: int) -> dict[int, int]:
 
 
 def _vllm(prompts: list, plan: dict[int, int], new_tokens: int) -> dict:
-    from jobpred.config import load_config
-
-    teacher = load_config(Path(__file__).resolve().parents[1] / "configs" / "local.yaml").reasons.teacher
+    teacher = bench_config().reasons.teacher
     os.environ.update(teacher.env)
     from vllm import LLM, SamplingParams
 

@@ -7,10 +7,16 @@ Run as:
 Throughput (same prompts, model, adapter and machine; each path in a fresh subprocess): the prediction
 prompts of ``zero-shot-reason`` (base model) and ``joint`` (a LoRA adapter, untrained: B = 0, so it costs
 what a trained one costs) for synthetic test examples, greedy, ``--max-tokens`` each, through
-- ``ray``: :func:`jobpred.predict.batch.build_pipeline` (request building, ray.data.llm with LoRA per row,
-  answer ranking), two executions (``--ray-small`` prompts, then all): the difference is the steady state;
-- ``vllm``: plain ``vllm.LLM.chat`` with the same engine settings, the adapter as a ``LoRARequest``.
-Greedy decoding stops at the same tokens on both paths, so generated tokens are compared one for one.
+- ``ray``: :func:`jobpred.predict.batch.predict_table` (request building, ray.data.llm with LoRA per row,
+  answer ranking) as configured in configs/local.yaml (base-model rows apart from adapter rows: two
+  executions of the pipeline), run twice (``--ray-small`` prompts, then all): the difference is the steady
+  state;
+- ``ray-mixed``: the same with ``predict.base_apart_from_adapters=false`` (one execution, base and adapter
+  rows in the same engine steps);
+- ``vllm``: plain ``vllm.LLM.chat`` with the same engine settings, the adapter as a ``LoRARequest``; the
+  base rows in one call, the adapter rows in another (LLM.chat needs one call per prompt style anyway);
+- ``vllm-mixed``: plain ``vllm.LLM.generate`` of the same rendered prompts, all rows in one call.
+Greedy decoding stops at the same tokens on every path, so generated tokens are compared one for one.
 Target (issue 6): pipeline >= 0.9x plain vLLM at steady state.
 
 Answers (``--answers N``): ``zero-shot`` and ``zero-shot-reason`` on the first N validation examples with
@@ -28,21 +34,24 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import machine, markdown_table, run_child, write_results
+from benchmarks.common import bench_config, machine, markdown_table, run_child, write_results
 
-REPO = Path(__file__).resolve().parents[1]
+PATHS = {"ray": "jobpred.predict pipeline (base rows apart: local.yaml)",
+         "ray-mixed": "jobpred.predict pipeline (base and adapter rows mixed)",
+         "vllm": "vLLM LLM.chat + LoRARequest (base rows, then adapter rows)",
+         "vllm-mixed": "vLLM LLM.generate + LoRARequest (all rows in one call)"}
 
 
 def _workdir(tmp: Path, persons: int) -> Path:
     """A prepared synthetic run plus an untrained LoRA adapter registered as ``joint``."""
-    from jobpred.config import PrepareConfig, SynthConfig, load_config
+    from jobpred.config import PrepareConfig, SynthConfig
     from jobpred.data.prepare import prepare
     from jobpred.data.synth import write_synthetic
     from jobpred.rundir import RunDir
 
     write_synthetic(SynthConfig(persons=persons, seed=5), tmp / "p.jsonl", progress=False)
     prepare(tmp / "p.jsonl", tmp / "run", PrepareConfig(engine="local"))
-    cfg = load_config(REPO / "configs" / "local.yaml")
+    cfg = bench_config()
     _untrained_adapter(cfg, tmp / "run" / "adapters" / "joint")
     RunDir(tmp / "run").record_stage("train", outputs={"joint": "adapters/joint"},
                                      extra={"adapters": {"joint": {"path": "adapters/joint"}}})
@@ -64,9 +73,7 @@ def _untrained_adapter(cfg, out: Path) -> None:
 
 
 def _config(overrides: list[str]):
-    from jobpred.config import load_config
-
-    return load_config(REPO / "configs" / "local.yaml", ["predict.judge_reasons=false", *overrides])
+    return bench_config(["predict.judge_reasons=false", *overrides])
 
 
 def _examples(run: Path, n: int):
@@ -89,7 +96,7 @@ def _requests(run: Path, n: int, max_tokens: int) -> list[dict]:
     return [{"messages": r["messages"], "model": r["model"]} for r in table.to_pylist()]
 
 
-def _vllm(run: Path, n: int, max_tokens: int) -> dict:
+def _vllm(run: Path, n: int, max_tokens: int, mixed: bool = False) -> dict:
     from jobpred.predict.batch import engine_config
 
     econf = engine_config(_config([]))
@@ -108,10 +115,15 @@ def _vllm(run: Path, n: int, max_tokens: int) -> dict:
     params = SamplingParams(temperature=0, top_p=1.0, max_tokens=max_tokens, seed=0)
 
     def chat(rows):
+        if mixed:  # every row in one call: render each prompt as LLM.chat would, then generate
+            tok = llm.get_tokenizer()
+            prompts = [tok.apply_chat_template(r["messages"], tokenize=False, add_generation_prompt=not _prefill(r),
+                                               continue_final_message=_prefill(r)) for r in rows]
+            return llm.generate(prompts, params, lora_request=[lora.get(r["model"]) for r in rows], use_tqdm=False)
         # continue_final_message where the prompt ends in an assistant prefill (base-model steps)
         outs = []
         for prefill in (True, False):
-            part = [r for r in rows if (r["messages"][-1]["role"] == "assistant") == prefill]
+            part = [r for r in rows if _prefill(r) == prefill]
             if part:
                 outs += llm.chat([r["messages"] for r in part], params, use_tqdm=False,
                                  lora_request=[lora.get(r["model"]) for r in part],
@@ -126,26 +138,27 @@ def _vllm(run: Path, n: int, max_tokens: int) -> dict:
             "gen_tokens": sum(len(o.outputs[0].token_ids) for o in outs), "requests": len(reqs)}
 
 
-def _ray(run: Path, n: int, max_tokens: int, small: int) -> dict:
+def _prefill(row: dict) -> bool:
+    return row["messages"][-1]["role"] == "assistant"
+
+
+def _ray(run: Path, n: int, max_tokens: int, small: int, mixed: bool = False) -> dict:
     import ray
 
     from jobpred.config import RayConfig
-    from jobpred.predict.batch import build_pipeline, trained_adapters
+    from jobpred.predict.batch import execution_groups, predict_table, trained_adapters
     from jobpred.ray_utils import init_ray
 
     os.environ["RAY_worker_niceness"] = "0"  # noqa: SIM112 (as in bench_reasons: no handicap for this path)
     init_ray(RayConfig(num_cpus=3, object_store_memory_mb=1024))
-    cfg = _config([f"predict.max_tokens={max_tokens}"])
+    cfg = _config([f"predict.max_tokens={max_tokens}", *(["predict.base_apart_from_adapters=false"] if mixed else [])])
     adapters = trained_adapters(run)
     cols = ["example_id", "education", "history", "target_code", "target_title"]
 
     def execute(k: int) -> tuple[float, int]:
         t0 = time.perf_counter()
-        ds = ray.data.from_arrow(_examples(run, k).select(cols).to_arrow())
-        out = build_pipeline(ds, cfg, ["zero-shot-reason", "joint"], adapters)
-        tokens = sum(sum(v or 0 for v in b.column("generated_tokens").to_pylist())
-                     for b in out.iter_batches(batch_size=None, batch_format="pyarrow"))
-        return time.perf_counter() - t0, tokens
+        table = predict_table(_examples(run, k).select(cols).to_arrow(), cfg, ["zero-shot-reason", "joint"], adapters)
+        return time.perf_counter() - t0, sum(v or 0 for v in table.column("generated_tokens").to_pylist())
 
     small_s, small_tok = execute(small)
     large_s, large_tok = execute(n)
@@ -153,7 +166,8 @@ def _ray(run: Path, n: int, max_tokens: int, small: int) -> dict:
     steady = (large_tok - small_tok) / (large_s - small_s)
     return {"small_s": round(small_s, 1), "small_tokens": small_tok, "large_s": round(large_s, 1),
             "gen_tokens": large_tok, "steady_tokens_per_s": round(steady, 1),
-            "fixed_s": round(small_s - small_tok / steady, 1), "end_to_end_tokens_per_s": round(large_tok / large_s, 1)}
+            "fixed_s": round(small_s - small_tok / steady, 1), "end_to_end_tokens_per_s": round(large_tok / large_s, 1),
+            "executions": len(execution_groups(cfg, ["zero-shot-reason", "joint"]))}
 
 
 def _answers(run: Path, n: int) -> list[dict]:
@@ -185,7 +199,9 @@ def _answers(run: Path, n: int) -> list[dict]:
 
 def _child(kind: str, run: Path, args) -> None:
     fn = {"vllm": lambda: _vllm(run, args.prompts, args.max_tokens),
+          "vllm-mixed": lambda: _vllm(run, args.prompts, args.max_tokens, mixed=True),
           "ray": lambda: _ray(run, args.prompts, args.max_tokens, args.ray_small),
+          "ray-mixed": lambda: _ray(run, args.prompts, args.max_tokens, args.ray_small, mixed=True),
           "answers": lambda: _answers(run, args.answers)}
     print("RESULT " + json.dumps(fn[kind]()), flush=True)
 
@@ -202,10 +218,13 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=32, help="test examples (x2 predictors = requests)")
     parser.add_argument("--max-tokens", type=int, default=32, help="most generated tokens per reason step")
     parser.add_argument("--ray-small", type=int, default=8, help="examples of the pipeline's first execution")
+    parser.add_argument("--paths", nargs="+", choices=list(PATHS), default=["vllm", "ray", "ray-mixed"],
+                        help="what to measure (vllm, the reference, always runs)")
     parser.add_argument("--answers", type=int, default=0, help="only the answer-method comparison, on N val examples")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--run", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    args.paths = ["vllm", *[p for p in args.paths if p != "vllm"]]
     if args.child:
         _child(args.child, args.run, args)
         return
@@ -220,19 +239,21 @@ def main() -> None:
             print(markdown_table(rows))
             print(f"results: {write_results('predict-answers', {'args': vars(args) | {'run': None}, 'rows': rows})}")
             return
-        res = {kind: _run_child(kind, run, argv) for kind in ("vllm", "ray")}
+        res = {kind: _run_child(kind, run, argv) for kind in args.paths}
     vllm_tps = res["vllm"]["gen_tokens"] / res["vllm"]["gen_s"]
-    ray_tps = res["ray"]["steady_tokens_per_s"]
-    rows = [
-        {"path": "jobpred.predict pipeline (steady state)", "tokens": res["ray"]["gen_tokens"],
-         "tokens_per_s": round(ray_tps), "vs_vllm": round(ray_tps / vllm_tps, 2),
-         "fixed_cost_s": f"{res['ray']['fixed_s']} per execution"},
-        {"path": "jobpred.predict pipeline (end to end)", "tokens": res["ray"]["gen_tokens"],
-         "tokens_per_s": res["ray"]["end_to_end_tokens_per_s"],
-         "vs_vllm": round(res["ray"]["end_to_end_tokens_per_s"] / vllm_tps, 2), "fixed_cost_s": "included"},
-        {"path": "vLLM LLM.chat (+ LoRARequest)", "tokens": res["vllm"]["gen_tokens"], "tokens_per_s": round(vllm_tps),
-         "vs_vllm": 1.0, "fixed_cost_s": f"{res['vllm']['engine_start_s']} (engine start)"},
-    ]
+    rows = []
+    for kind in [k for k in ("ray", "ray-mixed") if k in res]:
+        r, what = res[kind], PATHS[kind]
+        rows += [{"path": f"{what}, steady state", "tokens": r["gen_tokens"], "tokens_per_s": r["steady_tokens_per_s"],
+                  "vs_vllm": round(r["steady_tokens_per_s"] / vllm_tps, 2),
+                  "fixed_cost_s": f"{r['fixed_s']} per run ({r['executions']} execution(s))"},
+                 {"path": f"{what}, end to end", "tokens": r["gen_tokens"], "tokens_per_s": r["end_to_end_tokens_per_s"],
+                  "vs_vllm": round(r["end_to_end_tokens_per_s"] / vllm_tps, 2), "fixed_cost_s": "included"}]
+    for kind in [k for k in ("vllm", "vllm-mixed") if k in res]:
+        r = res[kind]
+        rows.append({"path": PATHS[kind], "tokens": r["gen_tokens"], "tokens_per_s": round(r["gen_tokens"] / r["gen_s"], 1),
+                     "vs_vllm": round(r["gen_tokens"] / r["gen_s"] / vllm_tps, 2),
+                     "fixed_cost_s": f"{r['engine_start_s']} (engine start)"})
     print(f"machine: {machine()}")
     print(markdown_table(rows))
     print(f"results: {write_results('predict', {'args': vars(args) | {'run': None}, 'raw': res, 'rows': rows})}")

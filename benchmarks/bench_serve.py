@@ -37,7 +37,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import RESULTS, LoadAverage, markdown_table, write_results
+from benchmarks.common import CONFIG, RESULTS, LoadAverage, bench_config, markdown_table, write_results
 
 KEY = "bench-key-0123456789abcdef"
 BASE = "smollm2-135m-instruct"
@@ -195,7 +195,7 @@ async def _jobpred_runs(url: str, records: list[dict], chats: list[dict], levels
 
 def _jobpred_server(args_run: Path, port: int, overrides: list[str], log: Path) -> subprocess.Popen:
     env = {**os.environ, "JOBPRED_API_KEYS": KEY}
-    cmd = [sys.executable, "-m", "jobpred.cli", "serve", "--config", "configs/local.yaml", "--run", str(args_run),
+    cmd = [sys.executable, "-m", "jobpred.cli", "serve", "--config", str(CONFIG), "--run", str(args_run),
            "--port", str(port), *overrides]
     return subprocess.Popen(cmd, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
 
@@ -308,9 +308,8 @@ def main() -> None:
     if len(args.levels) != len(args.requests):
         parser.error("--levels and --requests need the same length")
 
-    from jobpred.config import load_config
 
-    cfg = load_config("configs/local.yaml", args.overrides)
+    cfg = bench_config(args.overrides)
     tmp = Path(tempfile.mkdtemp(prefix="bench-serve-"))
     run = _adapter_run(tmp)
     records = _records(3 * sum(args.requests) + args.mixed + 1, tmp)

@@ -29,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import LoadAverage, PeakMemory, markdown_table, write_results
+from benchmarks.common import LoadAverage, PeakMemory, bench_config, markdown_table, write_results
 
 VARIANTS = {"plain": {}, "ray-1": {"workers": 1, "cpus": 2}, "ray-2": {"workers": 2, "cpus": 1}}
 
@@ -65,10 +65,8 @@ def _oracle_run(root: Path, rows: int) -> Path:
 
 
 def _config(args, variant: str):
-    from jobpred.config import load_config
-
     v = VARIANTS[variant]
-    return load_config(Path(__file__).resolve().parents[1] / "configs" / "local.yaml", [
+    return bench_config([
         f"train.max_length={args.max_length}", f"train.batch_size={args.batch}", f"train.max_steps={args.steps}",
         "train.epochs=100", f"train.checkpoint_every={args.steps}", f"train.max_examples={args.rows}",
         f"train.num_workers={v.get('workers', 1)}", f"train.resources_per_worker={{CPU: {v.get('cpus', 2)}}}",

@@ -12,7 +12,12 @@ from pathlib import Path
 
 import psutil
 
-RESULTS = Path(__file__).parent / "results"
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = Path(os.environ.get("JOBPRED_BENCH_CONFIG") or REPO / "configs" / "local.yaml")
+"""The config whose engine, training and serving settings the benchmarks use: configs/local.yaml, or
+$JOBPRED_BENCH_CONFIG (``python -m benchmarks --config configs/gpu-cluster.yaml`` sets it)."""
+RESULTS = Path(os.environ.get("JOBPRED_BENCH_RESULTS") or Path(__file__).parent / "results")
+"""Where results files go: benchmarks/results, or $JOBPRED_BENCH_RESULTS (the suite's own test uses a temporary one)."""
 
 
 def machine() -> dict:
@@ -64,6 +69,13 @@ class PeakMemory:
     @property
     def peak_gb(self) -> float:
         return round(self.peak_bytes / 2**30, 2)
+
+
+def bench_config(overrides: list[str] | tuple[str, ...] = ()):
+    """:data:`CONFIG` loaded with dotted overrides (a :class:`jobpred.config.JobpredConfig`)."""
+    from jobpred.config import load_config
+
+    return load_config(CONFIG, list(overrides))
 
 
 def write_results(name: str, payload: dict) -> Path:

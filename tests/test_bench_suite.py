@@ -1,0 +1,54 @@
+"""The benchmark suite runner (`make bench`): each benchmark in a subprocess, one results file and table.
+
+The real suite takes ~30+ minutes; here it runs one real, small benchmark (scoring) end to end into a
+temporary results directory, and checks how it finds each benchmark's own results file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+
+import benchmarks.__main__ as suite
+from benchmarks.common import machine
+
+
+@pytest.fixture
+def results(tmp_path, monkeypatch):
+    monkeypatch.setenv("JOBPRED_BENCH_RESULTS", str(tmp_path))  # for the benchmark subprocesses
+    monkeypatch.setattr(suite, "RESULTS", tmp_path)
+    return tmp_path
+
+
+def test_each_benchmark_reads_its_own_results_file(results):
+    stamp, cores = dt.date.today().isoformat(), machine()["cores"]
+    (results / f"{stamp}-reasons-{cores}cpu.json").write_text(json.dumps({"which": "reasons"}))
+    (results / f"{stamp}-reasons-streaming-{cores}cpu.json").write_text(json.dumps({"which": "streaming"}))
+    assert suite._load("reasons") == {"which": "reasons"}
+    assert suite._load("train") is None
+
+
+def test_suite_runs_a_benchmark_and_gathers_its_table(results, monkeypatch):
+    monkeypatch.setattr(suite, "SUITE", {
+        "score": ("benchmarks.bench_score", ["--predictions", "2000", "--persons", "500", "--bootstrap", "20"], ["score"]),
+        "later": ("benchmarks.bench_not_built_yet", [], []),
+    })
+    monkeypatch.setattr("sys.argv", ["benchmarks"])
+    suite.main()
+    stamp = dt.date.today().isoformat()
+    host_files = [p for p in results.glob(f"{stamp}-*.json") if not p.name.endswith("cpu.json")]
+    assert len(host_files) == 1, host_files
+    gathered = json.loads(host_files[0].read_text())
+    assert gathered["status"]["later"] == "skipped: not built yet"
+    assert gathered["status"]["score"].endswith("s") and "failed" not in gathered["status"]["score"]
+    assert gathered["results"]["score"]["benchmark"] == "score"
+    table = host_files[0].with_suffix(".md").read_text()
+    assert "## score" in table and "| " in table and "- later: skipped" in table
+    # --only reruns one benchmark and keeps the others' results in today's suite file
+    monkeypatch.setattr("sys.argv", ["benchmarks", "--only", "later"])
+    suite.main()
+    again = json.loads(host_files[0].read_text())
+    assert again["results"]["score"] == gathered["results"]["score"] and "later" in again["status"]
+    assert "## score" in host_files[0].with_suffix(".md").read_text()
