@@ -32,17 +32,17 @@ SUITE: dict[str, tuple[str, list[str], list[str]]] = {
     "prepare": ("benchmarks.bench_prepare", [], []),  # run at several sizes below
     "normalize": ("benchmarks.bench_normalize", ["--n", "10000"], ["normalize"]),
     "score": ("benchmarks.bench_score", ["--predictions", "1000000", "--persons", "300000"], ["score"]),
-    "reasons": ("benchmarks.bench_reasons", ["--prompts", "64", "--new-tokens", "48", "--hf-prompts", "16",
+    "reasons": ("benchmarks.bench_reasons", ["--prompts", "48", "--new-tokens", "48", "--hf-prompts", "16",
                                              "--judge-prompts", "48", "--ray-small", "16"], ["reasons"]),
     "train": ("benchmarks.bench_train", [], ["train"]),
-    "predict": ("benchmarks.bench_predict", ["--prompts", "16", "--ray-small", "4", "--paths", "vllm", "ray"],
+    "predict": ("benchmarks.bench_predict", ["--prompts", "12", "--ray-small", "4", "--paths", "vllm", "ray"],
                 ["predict"]),
     "batch": ("benchmarks.bench_batch", ["--sizes", "1", "4", "16", "--min-prompts", "16"], ["batch"]),
     "serve": ("benchmarks.bench_serve", ["--levels", "1", "8", "--requests", "4", "8", "--mixed", "10"], ["serve"]),
 }
 PLOTS = {"batch": "batch-*.png", "serve": "serve-*.png"}
 """Plots a benchmark draws itself (results/<date>-<pattern>), linked from the suite's Markdown."""
-PREPARE_SIZES = (20_000, 100_000, 300_000)
+PREPARE_SIZES = (10_000, 50_000, 200_000)
 
 
 def _run(module: str, args: list[str]) -> tuple[bool, str]:
