@@ -122,6 +122,8 @@ def main() -> None:
             status[name] = "skipped: not built yet"
             continue
         if name == "prepare":
+            for key in [k for k in status if k.startswith("prepare-")]:  # sizes of an earlier run
+                del status[key]
             runs = []
             for n in PREPARE_SIZES:
                 ok, msg = _run(module, ["--persons", str(n), "--name", f"prepare-{n}"])
