@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.common import RESULTS, machine, markdown_table
+from benchmarks.common import CONFIG, REPO, RESULTS, machine, markdown_table
 
 # name -> (module, args, results file names it writes). Sizes chosen so that the whole suite fits 30 minutes
 # on the 2-core CPU machine (each script's own defaults are larger: see benchmarks/results/*-full.md).
@@ -85,7 +85,7 @@ def _plot_prepare(runs: list[dict], path) -> None:
 
 def _markdown(stamp: str, host: str, gathered: dict, status: dict) -> str:
     """The suite's Markdown: every table of every gathered results file, the plots, the status list."""
-    config = os.environ.get("JOBPRED_BENCH_CONFIG", "configs/local.yaml")
+    config = os.environ.get("JOBPRED_BENCH_CONFIG") or CONFIG.relative_to(REPO)  # --config sets it after import
     lines = [f"# Benchmarks {stamp} on {host}", "", f"Machine: `{json.dumps(machine())}`", "",
              f"Settings: `{config}`", ""]
     for name, res in gathered.items():

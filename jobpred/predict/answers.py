@@ -29,6 +29,8 @@ from collections import Counter
 from dataclasses import dataclass
 
 _FILL_SCORE = 0.05  # score of candidates that only fill the list (history, changers)
+FALLBACK_METHODS = ("history", "prior")
+"""Ranking methods whose first choice does not come from the model's output."""
 
 
 @dataclass(frozen=True)

@@ -153,19 +153,17 @@ def claims_section(run, tables: dict[str, Path], scores: dict[str, dict], out_di
     return lines, plots, numbers
 
 
-FALLBACKS = ("history", "prior")
-"""Answer methods that do not come from the model's output (jobpred/predict/answers.py)."""
-
-
 def _methods_section(tables: dict[str, Path]) -> list[str]:
     """How each LLM predictor's first choices were found: from the model's answer, or by a fall-back."""
+    from jobpred.predict.answers import FALLBACK_METHODS
+
     rows = []
     for name, path in tables.items():
-        frame = pl.read_parquet(path)
-        if "answer_method" not in frame.columns:
+        if "answer_method" not in pl.read_parquet_schema(path):
             continue
+        frame = pl.read_parquet(path, columns=["answer_method"])
         counts = dict(frame.group_by("answer_method").len().iter_rows())
-        fallback = sum(counts.get(m, 0) for m in FALLBACKS)
+        fallback = sum(counts.get(m, 0) for m in FALLBACK_METHODS)
         rows.append([name, str(frame.height), f"{100 * (frame.height - fallback) / max(1, frame.height):.0f}%",
                      ", ".join(f"{m} {n}" for m, n in sorted(counts.items(), key=lambda kv: -kv[1]))])
     if not rows:
