@@ -3,7 +3,7 @@
 #   make install   .venv with the pinned CPU stack + the default model materialised (first time: minutes)
 #   make test      fast unit tests + integration tests with real Ray / vLLM (not the `slow` ones)
 #   make test-all  everything, slow tests included
-#   make demo      the main job on the embedded default: `jobpred run --config configs/local.yaml`
+#   make demo      the main job on the embedded default: `jobpred run --config configs/local.yaml` (runs/local)
 #   make reasons   oracle reasons for the demo run (teacher candidates, judge, selection, DPO pairs)
 #   make train     LoRA adapters for the demo run on Ray Train (joint SFT; TRAIN_ARGS="--mode two-model --dpo")
 #   make bench     benchmarks/ (results in benchmarks/results/)
@@ -17,7 +17,8 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 PIP_EXTRA ?=
 STAMP := $(VENV)/.jobpred-installed
-RUN ?= runs/demo
+CONFIG ?= configs/local.yaml
+RUN ?=
 PYTEST_ARGS ?=
 
 .PHONY: install test test-all demo reasons train bench lint clean
@@ -41,22 +42,26 @@ test: install
 test-all: install
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# The main job: synth -> prepare -> reasons -> train -> evaluate -> report (<= 20 minutes on 2 cores). Stages
-# already done with the same config are skipped, so an interrupted demo continues; FORCE="--force train" redoes one.
+# The main job: synth -> prepare -> reasons -> train -> evaluate -> report (<= 20 minutes on 2 cores), in
+# runs/<the config's name> (runs/local) unless RUN=DIR is given. Stages already done with the same config are
+# skipped, so an interrupted demo continues; FORCE="--force train" redoes one. CONFIG=configs/smoke.yaml is the
+# few-minute version that the default test run runs.
 FORCE ?=
 demo: install
-	$(VENV)/bin/jobpred run --config configs/local.yaml --run $(RUN) $(FORCE)
+	$(VENV)/bin/jobpred run --config $(CONFIG) $(if $(RUN),--run $(RUN)) $(FORCE)
 
-# Oracle reasons on the demo run directory (after `make demo`; resumes if interrupted). A few minutes on 2 cores.
+# One stage of the demo's run again (RUN defaults to runs/<config name>, which every preset keeps equal to its
+# file name; each resumes if interrupted).
+STAGE_RUN = $(or $(RUN),runs/$(basename $(notdir $(CONFIG))))
 reasons: install
-	$(VENV)/bin/jobpred reasons --config configs/local.yaml --run $(RUN) > $(RUN)/reasons.json
-	@echo "reasons: $(RUN)/reasons/ (outcomes.parquet, oracle.parquet, dpo_pairs.parquet, candidates/, judgements/, errors/)"
+	$(VENV)/bin/jobpred reasons --config $(CONFIG) --run $(STAGE_RUN) > $(STAGE_RUN)/reasons.json
+	@echo "reasons: $(STAGE_RUN)/reasons/ (outcomes.parquet, oracle.parquet, dpo_pairs.parquet, candidates/, judgements/, errors/)"
 
-# LoRA fine-tuning on the demo run's oracle reasons (after `make reasons`; resumes if interrupted). Minutes on 2 cores.
+# LoRA adapters for the run's predictors (after `make reasons`); TRAIN_ARGS="--mode two-model --dpo" for one mode.
 TRAIN_ARGS ?=
 train: install
-	$(VENV)/bin/jobpred train --config configs/local.yaml --run $(RUN) $(TRAIN_ARGS) > $(RUN)/train.json
-	@echo "adapters: $(RUN)/adapters/ (peft LoRA directories); per-step metrics: $(RUN)/train/<adapter>/metrics.jsonl"
+	$(VENV)/bin/jobpred train --config $(CONFIG) --run $(STAGE_RUN) $(TRAIN_ARGS) > $(STAGE_RUN)/train.json
+	@echo "adapters: $(STAGE_RUN)/adapters/ (peft LoRA directories); per-step metrics: $(STAGE_RUN)/train/<adapter>/metrics.jsonl"
 
 bench: install
 	$(PY) -m benchmarks

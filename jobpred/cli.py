@@ -1,16 +1,18 @@
 """The `jobpred` command line: thin argument parsing over the library's stage functions.
 
     jobpred synth     --persons N --seed S --out PATH [KEY=VALUE ...]
-    jobpred prepare   --input PATH [--format jsonl|parquet|jobhop|karrierewege|decorte] --out RUN_DIR
+    jobpred prepare   --input PATH [--format jsonl|parquet|jobhop|karrierewege|decorte] --run RUN_DIR
     jobpred normalize [TITLE ...] [--input FILE] [--top-k K]
     jobpred score     --input FILE [--predictor NAME]        (one JSON object: AccEM, AccRM, ...)
-    jobpred evaluate  --config CFG --run RUN_DIR [--baselines-only] [--eval-run OTHER_RUN_DIR]
+    jobpred evaluate  --config CFG --run RUN_DIR [--baselines-only] [--eval-run OTHER_RUN_DIR]   (then the report)
+    jobpred report    --config CFG --run RUN_DIR [--eval-run OTHER_RUN_DIR]
     jobpred reasons   --config CFG --run RUN_DIR              (oracle reasons; resumable)
     jobpred train     --config CFG --run RUN_DIR [--mode joint|two-model] [--dpo]   (LoRA adapters; resumable)
     jobpred run       --config CFG [--run RUN_DIR] [--force STAGE ...]   (all of the above; skips what is done)
     jobpred serve     --config CFG --run RUN_DIR [--host H] [--port P] [--insecure]   (Ray Serve; API keys)
 
-Stages that take a config accept ``--config configs/local.yaml`` and dotted overrides such as
+Each stage subcommand calls the function of :mod:`jobpred.stages` that `jobpred run` and
+``python -m pipelines.<stage>`` call. Stages that take a config accept ``--config configs/local.yaml`` and dotted overrides such as
 ``prepare.seed=3``. Errors in the input or the config print one line and exit with status 2.
 """
 
@@ -19,33 +21,26 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
+from jobpred import stages
 from jobpred.config import load_config
 from jobpred.pipeline import STAGE_NAMES
-
-FORMATS = ("jsonl", "parquet", "jobhop", "karrierewege", "decorte")
+from jobpred.rundir import RunDir
+from jobpred.stages import INPUT_FORMATS as FORMATS
 
 
 def _cmd_synth(args: argparse.Namespace) -> None:
-    from jobpred.data.synth import write_synthetic
-
     overrides = list(args.overrides)
     if args.persons is not None:
         overrides.append(f"synth.persons={args.persons}")
     if args.seed is not None:
         overrides.append(f"synth.seed={args.seed}")
-    cfg = load_config(args.config, overrides)
-    print(json.dumps(write_synthetic(cfg.synth, args.out, progress=not args.quiet)))
+    print(json.dumps(stages.synth(load_config(args.config, overrides), args.out, progress=not args.quiet)))
 
 
 def _cmd_prepare(args: argparse.Namespace) -> None:
-    from jobpred.data.prepare import prepare
-
     overrides = list(args.overrides) + ([f"prepare.engine={args.engine}"] if args.engine else [])
-    cfg = load_config(args.config, overrides)
-    fmt = args.format or ("parquet" if Path(args.input).suffix == ".parquet" else "jsonl")
-    summary = prepare(args.input, args.out, cfg.prepare, cfg.ray, input_format=fmt)
+    summary = stages.prepare(load_config(args.config, overrides), args.input, args.run, input_format=args.format)
     print(json.dumps(summary, indent=2))
 
 
@@ -76,22 +71,23 @@ def _cmd_score(args: argparse.Namespace) -> None:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
-    from jobpred.eval import evaluate
-
     cfg = load_config(args.config, args.overrides)
-    print(json.dumps(evaluate(cfg, args.run, args.eval_run, args.baselines_only), indent=2, default=str))
+    result = stages.evaluate(cfg, args.run, eval_run=args.eval_run, baselines_only=args.baselines_only)
+    result.update(stages.report(cfg, args.run, args.eval_run))  # `jobpred run` has the report as its own stage
+    print(json.dumps(result, indent=2, default=str))
+
+
+def _cmd_report(args: argparse.Namespace) -> None:
+    print(json.dumps(stages.report(load_config(args.config, args.overrides), args.run, args.eval_run), indent=2,
+                     default=str))
 
 
 def _cmd_reasons(args: argparse.Namespace) -> None:
-    from jobpred.reasons import run
-
-    print(json.dumps(run(load_config(args.config, args.overrides), args.run), indent=2, default=str))
+    print(json.dumps(stages.reasons(load_config(args.config, args.overrides), args.run), indent=2, default=str))
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
-    from jobpred.train import run
-
-    result = run(load_config(args.config, args.overrides), args.run, mode=args.mode, dpo=args.dpo)
+    result = stages.train(load_config(args.config, args.overrides), args.run, mode=args.mode, dpo=args.dpo)
     print(json.dumps(result, indent=2, default=str))
 
 
@@ -118,7 +114,7 @@ def _cmd_serve(args: argparse.Namespace) -> None:
                          "or pass --insecure to serve without keys")
     from jobpred.serving.deployment import run_server
 
-    run_server(cfg, args.run, frozenset(map(digest, keys)) if keys else None)
+    run_server(cfg, RunDir(args.run).path, frozenset(map(digest, keys)) if keys else None)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -137,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("prepare", help="validate records, normalise titles, build and split examples")
     p.add_argument("--input", required=True, help="a .jsonl/.parquet file or a directory of them")
     p.add_argument("--format", choices=FORMATS, help="input format (default: from the file suffix)")
-    p.add_argument("--out", required=True, help="run directory")
+    p.add_argument("--run", "--out", dest="run", required=True, help="run directory")
     p.add_argument("--config", help="YAML preset (configs/*.yaml)")
     p.add_argument("--engine", choices=("ray", "local"), help="prepare.engine")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides")
@@ -168,6 +164,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides")
     p.set_defaults(func=_cmd_evaluate)
 
+    p = sub.add_parser("report", help="scores, paired CIs, claims and plots of a run's predictions (RUN_DIR/report/)")
+    p.add_argument("--run", required=True, help="run directory (after `jobpred evaluate`)")
+    p.add_argument("--config", help="YAML preset (configs/*.yaml); its bootstrap settings (baselines section)")
+    p.add_argument("--eval-run", help="report the predictions made on this other run's test split")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides")
+    p.set_defaults(func=_cmd_report)
+
     p = sub.add_parser("reasons", help="oracle reasons: teacher candidates, LLM judge, selection, DPO pairs")
     p.add_argument("--run", required=True, help="run directory (after `jobpred prepare`); resumes if killed")
     p.add_argument("--config", help="YAML preset (configs/*.yaml); its `reasons` section")
@@ -177,7 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="LoRA fine-tuning on oracle reasons with Ray Train (SFT, then DPO)")
     p.add_argument("--run", required=True, help="run directory (after `jobpred reasons`); resumes if killed")
     p.add_argument("--config", help="YAML preset (configs/*.yaml); its `train` section")
-    p.add_argument("--mode", choices=("joint", "two-model"), help="train.mode (default: the config's)")
+    p.add_argument("--mode", choices=("joint", "two-model"),
+                   help="only this mode (default: every adapter the configured predictors need, as `jobpred run`)")
     p.add_argument("--dpo", action="store_true", default=None, help="DPO after SFT (train.dpo.enabled)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides")
     p.set_defaults(func=_cmd_train)

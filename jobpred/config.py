@@ -547,14 +547,32 @@ def _apply_override(data: dict, dotted: str) -> None:
     node[parts[-1]] = value
 
 
+def _read_preset(path: Path, seen: tuple[Path, ...] = ()) -> dict:
+    """A preset's mapping; ``base: other.yaml`` (relative to the preset's folder) is read first and the
+    preset's own keys are merged over it, section by section -- a small preset says only what it changes."""
+    if path in seen:
+        raise ValueError(f"{path}: `base` presets form a loop ({' -> '.join(map(str, seen + (path,)))})")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: top level must be a mapping")
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    return _merge(_read_preset((path.parent / base).resolve(), seen + (path,)), data)
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> JobpredConfig:
     """Load a YAML preset (or the defaults when ``path`` is None) and apply ``a.b=value`` overrides."""
     data: dict = {}
     if path is not None:
-        text = Path(path).read_text()
-        data = yaml.safe_load(text) or {}
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: top level must be a mapping")
+        data = _read_preset(Path(path).resolve())
     for item in overrides or []:
         _apply_override(data, item)
     return JobpredConfig.model_validate(data)

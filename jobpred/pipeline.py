@@ -38,8 +38,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from jobpred import stages
 from jobpred.config import JobpredConfig
-from jobpred.rundir import RunDir
+from jobpred.rundir import RunDir, absolute
+from jobpred.stages import train_jobs
 
 RECORD = "run"  # the manifest entry this module keeps: one key per finished stage
 
@@ -61,18 +63,6 @@ STAGES = (
 STAGE_NAMES = tuple(s.name for s in STAGES)
 SYNTH_INPUT = "input/persons.jsonl"
 _RESUMABLE = ("reasons", "train")  # stages that pick up their own committed work when run again
-
-
-def train_jobs(cfg: JobpredConfig) -> list[tuple[str, bool]]:
-    """The (mode, dpo) trainings `jobpred run` does: ``train.mode`` (with DPO if ``train.dpo.enabled``), plus
-    those that the adapters of ``predict.predictors`` need, so every configured predictor gets its row."""
-    from jobpred.predict.steps import adapters_needed
-
-    wanted = {cfg.train.mode: cfg.train.dpo.enabled}
-    for adapter in {a for name in cfg.predict.predictors for a in adapters_needed(name)}:
-        mode = "joint" if adapter.startswith("joint") else "two-model"  # joint[-dpo] | reasoner[-dpo], predictor
-        wanted[mode] = wanted.get(mode, False) or adapter.endswith("-dpo")
-    return [(mode, wanted[mode]) for mode in ("joint", "two-model") if mode in wanted]
 
 
 def sections(cfg: JobpredConfig, stage: str, input_spec: dict) -> dict:
@@ -149,7 +139,8 @@ def plan(cfg: JobpredConfig, run_dir, force: set[str] = frozenset(), input_spec:
     if unknown:
         raise ValueError(f"--force {', '.join(sorted(unknown))}: not a stage; stages are {', '.join(STAGE_NAMES)}")
     input_spec = input_spec or {"synth": SYNTH_INPUT}
-    manifest = RunDir(run_dir).manifest()
+    run = RunDir(run_dir)
+    manifest = run.manifest()
     record = manifest["stages"].get(RECORD, {}).get("stages", {})
     keys = stage_keys(cfg, input_spec)
     out: list[tuple[Stage, str, str]] = []
@@ -158,7 +149,7 @@ def plan(cfg: JobpredConfig, run_dir, force: set[str] = frozenset(), input_spec:
         if stage.name == "synth" and "synth" not in input_spec:
             out.append((stage, "skip", f"input given: {input_spec['path']}"))
             continue
-        action, why = _status(stage, record.get(stage.name), keys[stage.name], manifest, force, Path(run_dir))
+        action, why = _status(stage, record.get(stage.name), keys[stage.name], manifest, force, run.path)
         if first is not None and action == "skip":
             action, why = "redo", f"after {first[0]}"
         if first is not None and action == "run" and first[1] == "redo":
@@ -176,10 +167,10 @@ def run_all(cfg: JobpredConfig, run_dir, force: set[str] = frozenset(), progress
     ``input_path`` (with ``input_format``: jsonl, parquet, jobhop, karrierewege, decorte) prepares real
     career records instead of synthesizing them.
     """
-    run = RunDir(run_dir)
-    input_spec = ({"path": str(input_path), "format": input_format or _format_of(input_path)} if input_path
-                  else {"synth": SYNTH_INPUT})
-    steps = plan(cfg, run_dir, set(force), input_spec)
+    run = RunDir(run_dir)  # absolute from here on: the stages hand it to Ray workers
+    input_spec = ({"path": str(absolute(input_path)), "format": stages.input_format_of(input_path, input_format)}
+                  if input_path else {"synth": SYNTH_INPUT})
+    steps = plan(cfg, run.path, set(force), input_spec)
     keys = stage_keys(cfg, input_spec)
     say = print if progress else (lambda *a, **k: None)
     say(f"jobpred run: config {cfg.name!r}, run directory {run.path}", flush=True)
@@ -210,10 +201,6 @@ def run_all(cfg: JobpredConfig, run_dir, force: set[str] = frozenset(), progress
     return {"run_dir": str(run.path), "report": str(report), "seconds": total, "stages": summary}
 
 
-def _format_of(path) -> str:
-    return "parquet" if Path(path).suffix == ".parquet" else "jsonl"
-
-
 def _fmt(seconds: float) -> str:
     return f"{seconds:.1f} s" if seconds < 120 else f"{int(seconds // 60)} min {int(seconds % 60)} s"
 
@@ -226,7 +213,7 @@ def _clear(run: RunDir, cfg: JobpredConfig, stages: list[Stage]) -> None:
         # Ray Train checkpoints outside the run directory: they would be resumed by a redone train
         from jobpred.train import plan_jobs
 
-        roots += [Path(cfg.train.storage_path) / j.name for m, d in train_jobs(cfg) for j in plan_jobs(m, d)]
+        roots += [absolute(cfg.train.storage_path) / j.name for m, d in train_jobs(cfg) for j in plan_jobs(m, d)]
     for path in roots:
         if path.is_dir():
             shutil.rmtree(path)
@@ -254,13 +241,11 @@ def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
-# ---- the stages: each calls the library function the stage's own command calls ---------------------------
+# ---- the stages: each calls the function of jobpred.stages that its own command calls --------------------
 
 
 def _synth(cfg: JobpredConfig, run_dir: Path, input_spec: dict, progress: bool) -> dict:
-    from jobpred.data.synth import write_synthetic
-
-    summary = write_synthetic(cfg.synth, run_dir / SYNTH_INPUT, progress=progress)
+    summary = stages.synth(cfg, run_dir / SYNTH_INPUT, progress=progress)
     # synth writes no manifest entry of its own (it has no run directory); this one makes it skippable
     RunDir(run_dir).record_stage("synth", outputs={"persons": SYNTH_INPUT}, config=cfg.synth,
                                  counts={k: v for k, v in summary.items() if isinstance(v, int)})
@@ -268,36 +253,25 @@ def _synth(cfg: JobpredConfig, run_dir: Path, input_spec: dict, progress: bool) 
 
 
 def _prepare(cfg: JobpredConfig, run_dir: Path, input_spec: dict, progress: bool) -> dict:
-    from jobpred.data.prepare import prepare
-
     if "synth" in input_spec:
-        return prepare(run_dir / SYNTH_INPUT, run_dir, cfg.prepare, cfg.ray, input_format="jsonl")
-    return prepare(input_spec["path"], run_dir, cfg.prepare, cfg.ray, input_format=input_spec["format"])
+        return stages.prepare(cfg, run_dir / SYNTH_INPUT, run_dir, input_format="jsonl")
+    return stages.prepare(cfg, input_spec["path"], run_dir, input_format=input_spec["format"])
 
 
 def _reasons(cfg: JobpredConfig, run_dir: Path, input_spec: dict, progress: bool) -> dict:
-    from jobpred.reasons import run
-
-    return run(cfg, run_dir)
+    return stages.reasons(cfg, run_dir)
 
 
 def _train(cfg: JobpredConfig, run_dir: Path, input_spec: dict, progress: bool) -> dict:
-    from jobpred.train import run
-
-    return {mode + ("+dpo" if dpo else ""): run(cfg, run_dir, mode=mode, dpo=dpo) for mode, dpo in train_jobs(cfg)}
+    return stages.train(cfg, run_dir)
 
 
 def _evaluate(cfg: JobpredConfig, run_dir: Path, input_spec: dict, progress: bool) -> dict:
-    from jobpred import predict
-    from jobpred.eval import run_baselines
-
-    return {"baselines": run_baselines(cfg, run_dir), "predict": predict.run(cfg, run_dir)}
+    return stages.evaluate(cfg, run_dir)
 
 
 def _report(cfg: JobpredConfig, run_dir: Path, input_spec: dict, progress: bool) -> dict:
-    from jobpred.eval import run_report
-
-    return run_report(run_dir, bootstrap=cfg.baselines.bootstrap_samples, seed=cfg.baselines.bootstrap_seed)
+    return stages.report(cfg, run_dir)
 
 
 _RUNNERS = {"synth": _synth, "prepare": _prepare, "reasons": _reasons, "train": _train, "evaluate": _evaluate,

@@ -2,7 +2,7 @@
 
     run = RunDir("runs/demo")
     run.record_stage("prepare", outputs={"examples": "examples"}, config=cfg.prepare, counts={...})
-    run.output("prepare", "examples")   # -> Path("runs/demo/examples")
+    run.output("prepare", "examples")   # -> Path("/abs/path/to/runs/demo/examples")
 
 A later stage finds its inputs through :meth:`output` -- never through a hard-coded relative path -- and
 fails with a message naming the missing stage when it has not run.
@@ -24,6 +24,13 @@ _VERSIONED = ("jobpred", "polars", "pyarrow", "pydantic", "rapidfuzz", "ray", "v
               "transformers", "peft", "trl")
 
 
+def write_json_atomic(path: Path, data) -> None:
+    """Write JSON so that a kill leaves the old file or the new one, never half of one."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    tmp.replace(path)
+
+
 def versions() -> dict[str, str]:
     """Versions of the packages that shape a stage's output (those installed)."""
     found = {"python": platform.python_version()}
@@ -35,9 +42,22 @@ def versions() -> dict[str, str]:
     return found
 
 
+def absolute(path: str | os.PathLike) -> Path:
+    """``path`` made absolute against this process's working directory (``~`` expanded), symlinks kept.
+
+    Every path that leaves the driver -- to Ray tasks and actors, Ray Train workers (which run in a directory
+    of Ray's session), Serve replicas, vLLM engine processes -- must be absolute: a relative one would be
+    read against *their* working directory. Entry points resolve once, here; nothing below them joins a
+    relative path to its own working directory.
+    """
+    return Path(os.path.abspath(os.path.expanduser(os.fspath(path))))
+
+
 class RunDir:
+    """A run directory; its ``path`` is absolute from the moment it is opened (see :func:`absolute`)."""
+
     def __init__(self, path: str | os.PathLike) -> None:
-        self.path = Path(path)
+        self.path = absolute(path)
 
     @property
     def manifest_path(self) -> Path:
@@ -88,9 +108,7 @@ class RunDir:
 
     def _write(self, manifest: dict) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
-        tmp = self.manifest_path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(manifest, indent=2, default=str) + "\n")
-        tmp.replace(self.manifest_path)  # atomic: a crash never leaves half a manifest
+        write_json_atomic(self.manifest_path, manifest)
 
     def output(self, stage: str, name: str) -> Path:
         stages = self.manifest()["stages"]

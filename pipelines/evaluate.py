@@ -1,33 +1,16 @@
-"""Ray job entry point for evaluation: the baselines on a run directory, then its report.
+"""Ray job entry point: baselines and LLM predictors on the test split, then the report.
+
+This is ``jobpred evaluate`` under a module name that ``ray job submit`` can run from a working directory
+(no install needed): the same arguments, the same function (:mod:`jobpred.stages`), the same outputs.
 
 Run as:
-    ray job submit --working-dir . -- python -m pipelines.evaluate --config configs/gpu-cluster.yaml \
-        --run /shared/runs/r1 baselines.use_ray_train=true
-    python -m pipelines.evaluate --config configs/local.yaml --run runs/demo
-
-Baselines only for now: the LLM predictors join when the prediction stage exists (same report, more rows).
+    ray job submit --working-dir . -- python -m pipelines.evaluate --config configs/gpu-cluster.yaml --run /mnt/runs/r1
+    python -m pipelines.evaluate --config configs/local.yaml --run runs/demo --baselines-only
 """
 
-from __future__ import annotations
+import sys
 
-import argparse
-import json
+from jobpred.cli import main
 
-from jobpred.config import JobpredConfig, load_config
-
-
-def main(cfg: JobpredConfig, run_dir: str) -> dict:
-    from jobpred.eval import run_baselines, run_report
-
-    baselines = run_baselines(cfg, run_dir)
-    report = run_report(run_dir, bootstrap=cfg.baselines.bootstrap_samples, seed=cfg.baselines.bootstrap_seed)
-    return {"baselines": baselines, **report}
-
-
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", required=True)
-    parser.add_argument("--run", required=True)
-    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
-    args = parser.parse_args()
-    print(json.dumps(main(load_config(args.config, args.overrides), args.run), indent=2))
+if __name__ == "__main__":  # vLLM engines and Ray Train workers start in spawned processes: keep the guard
+    sys.exit(main(["evaluate", *sys.argv[1:]]))

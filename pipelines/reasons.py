@@ -1,28 +1,16 @@
-"""Ray job entry point for the oracle-reasons stage (candidates -> judge -> select, resumable).
+"""Ray job entry point: oracle reasons (teacher candidates -> judge -> selection -> DPO pairs; resumable).
+
+This is ``jobpred reasons`` under a module name that ``ray job submit`` can run from a working directory
+(no install needed): the same arguments, the same function (:mod:`jobpred.stages`), the same outputs.
 
 Run as:
     ray job submit --working-dir . -- python -m pipelines.reasons --config configs/gpu-cluster.yaml --run /mnt/runs/r1
     python -m pipelines.reasons --config configs/local.yaml --run runs/demo reasons.max_examples=8
 """
 
-from __future__ import annotations
+import sys
 
-import argparse
-import json
+from jobpred.cli import main
 
-from jobpred.config import JobpredConfig, load_config
-
-
-def main(cfg: JobpredConfig, run_dir: str) -> dict:
-    from jobpred.reasons import run
-
-    return run(cfg, run_dir)
-
-
-if __name__ == "__main__":  # vLLM starts engines in spawned processes: the guard is required
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", required=True)
-    parser.add_argument("--run", required=True)
-    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
-    args = parser.parse_args()
-    print(json.dumps(main(load_config(args.config, args.overrides), args.run), indent=2, default=str))
+if __name__ == "__main__":  # vLLM engines and Ray Train workers start in spawned processes: keep the guard
+    sys.exit(main(["reasons", *sys.argv[1:]]))

@@ -1,27 +1,15 @@
-"""Ray job entry point for synthetic career data (streams partitions; 1M persons fit in a few hundred MB).
+"""Ray job entry point: synthetic career records grounded in O*NET (streams partitions; 1M persons fit in a few hundred MB).
+
+This is ``jobpred synth`` under a module name that ``ray job submit`` can run from a working directory
+(no install needed): the same arguments, the same function (:mod:`jobpred.stages`), the same outputs.
 
 Run as:
     ray job submit --working-dir . -- python -m pipelines.synth --config configs/gpu-cluster.yaml --out /mnt/runs/persons
 """
 
-from __future__ import annotations
+import sys
 
-import argparse
-import json
+from jobpred.cli import main
 
-from jobpred.config import JobpredConfig, load_config
-
-
-def main(cfg: JobpredConfig, out: str) -> dict:
-    from jobpred.data.synth import write_synthetic
-
-    return write_synthetic(cfg.synth, out, progress=False)
-
-
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", required=True)
-    parser.add_argument("--out", required=True)
-    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
-    args = parser.parse_args()
-    print(json.dumps(main(load_config(args.config, args.overrides), args.out)))
+if __name__ == "__main__":  # vLLM engines and Ray Train workers start in spawned processes: keep the guard
+    sys.exit(main(["synth", *sys.argv[1:]]))

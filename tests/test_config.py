@@ -37,3 +37,21 @@ def test_unknown_keys_and_bad_values_are_errors(tmp_path):
     bad.write_text("- a list\n")
     with pytest.raises(ValueError, match="mapping"):
         load_config(bad)
+
+
+def test_a_preset_can_name_a_base_preset_and_change_only_some_keys(tmp_path):
+    (tmp_path / "base.yaml").write_text("name: base\nsynth: {persons: 10, seed: 3}\npredict: {predictors: [joint]}\n")
+    (tmp_path / "small.yaml").write_text("base: base.yaml\nname: small\nsynth: {persons: 2}\n")
+    cfg = load_config(tmp_path / "small.yaml", ["synth.seed=4"])
+    assert (cfg.name, cfg.synth.persons, cfg.synth.seed, cfg.predict.predictors) == ("small", 2, 4, ["joint"])
+    (tmp_path / "loop.yaml").write_text("base: loop.yaml\n")
+    with pytest.raises(ValueError, match="loop"):
+        load_config(tmp_path / "loop.yaml")
+
+
+def test_the_smoke_preset_is_the_demo_preset_made_small():
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    smoke, local = load_config(configs / "smoke.yaml"), load_config(configs / "local.yaml")
+    assert smoke.model == local.model and smoke.reasons.teacher == local.reasons.teacher
+    assert smoke.train.lora == local.train.lora and smoke.train.num_workers == local.train.num_workers
+    assert smoke.synth.persons < local.synth.persons and smoke.train.max_steps < local.train.max_steps

@@ -57,9 +57,10 @@ def predicted(tmp_path_factory, ray_session):
     RunDir(run_dir).record_stage("train", outputs={n: f"adapters/{n}" for n in ("joint", "reasoner", "predictor")},
                                  extra={"adapters": {n: {"path": f"adapters/{n}"}
                                                      for n in ("joint", "reasoner", "predictor")}})
-    from jobpred.eval import evaluate
+    from jobpred import stages
 
-    result = evaluate(cfg, run_dir)
+    result = stages.evaluate(cfg, run_dir)
+    result.update(stages.report(cfg, run_dir))
     return run_dir, result
 
 

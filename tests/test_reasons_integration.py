@@ -1,8 +1,8 @@
 """The reasons stage for real: Ray + vLLM's CPU build + the embedded default model, on a few examples.
 
 Includes a record whose titles try to break the format ("</answer>", "### END HISTORY", chat tokens), one
-whose history is cut by the budget rule, and one that cannot fit at all. The slow test kills the job with
-SIGKILL halfway and checks that the rerun neither loses nor repeats an example.
+whose history is cut by the budget rule, and one that cannot fit at all. One test kills the job with
+SIGKILL between two commits and checks that the rerun neither loses nor repeats an example.
 """
 
 import json
@@ -216,7 +216,6 @@ def _kill_session(sid: int) -> None:
 
 
 @pytest.mark.integration
-@pytest.mark.slow
 def test_killed_job_resumes_without_loss_or_duplicates(tmp_path):
     run_dir, _ = make_run(tmp_path, persons=14, seed=9)
     root = run_dir / "reasons"

@@ -8,7 +8,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from jobpred import cli, pipeline
+from jobpred import cli, pipeline, stages
 from jobpred.config import load_config
 from jobpred.rundir import RunDir
 
@@ -63,7 +63,7 @@ class FakeStages:
         RunDir(run_dir).record_stage("train", outputs={"joint": "adapters/joint"}, config=cfg.train)
         return {"joint": {"steps": 2}}
 
-    def baselines(self, cfg, run_dir):
+    def baselines(self, cfg, run_dir, eval_run=None):
         self.calls.append("evaluate")
         _touch(run_dir, "predictions/popular.parquet")
         RunDir(run_dir).record_stage("baselines", outputs={"popular": "predictions/popular.parquet"},
@@ -76,7 +76,7 @@ class FakeStages:
         RunDir(run_dir).record_stage("predict", outputs={"joint": "predictions/joint.parquet"}, config=cfg.predict)
         return {"predictors": ["joint"]}
 
-    def report(self, run_dir, bootstrap=1000, seed=0):
+    def report(self, run_dir, bootstrap=1000, seed=0, eval_run=None):
         self.calls.append("report")
         _touch(run_dir, "report/report.md", "# report\n")
         RunDir(run_dir).record_stage("report", outputs={"report": "report/report.md"},
@@ -233,7 +233,7 @@ def test_cli_run_defaults_and_force(fakes, tmp_path, monkeypatch, capsys):
     assert cli.main(["run", "--config", str(REPO / "configs" / "local.yaml"), "--force", "train",
                      "--force", "report", "synth.persons=3"]) == 0
     assert _ran(fakes) == ["train", "evaluate", "report"]
-    assert "report: runs/local/report/report.md" in capsys.readouterr().out
+    assert f"report: {Path.cwd() / 'runs' / 'local' / 'report' / 'report.md'}" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         cli.main(["run", "--config", str(REPO / "configs" / "local.yaml"), "--force", "nope"])
 
@@ -277,8 +277,8 @@ def test_jobpred_run_end_to_end_on_a_tiny_config(tmp_path, ray_session, capsys):
 
 
 def test_train_covers_the_adapters_the_configured_predictors_need():
-    assert pipeline.train_jobs(_cfg("train.dpo.enabled=false", "predict.predictors=[zero-shot,joint]")) == [
+    assert stages.train_jobs(_cfg("train.dpo.enabled=false", "predict.predictors=[zero-shot,joint]")) == [
         ("joint", False)]
-    assert pipeline.train_jobs(_cfg("train.mode=two-model", "predict.predictors=[joint-dpo]")) == [
+    assert stages.train_jobs(_cfg("train.mode=two-model", "predict.predictors=[joint-dpo]")) == [
         ("joint", True), ("two-model", False)]
-    assert pipeline.train_jobs(_cfg("predict.predictors=[two-model-dpo]")) == [("joint", False), ("two-model", True)]
+    assert stages.train_jobs(_cfg("predict.predictors=[two-model-dpo]")) == [("joint", False), ("two-model", True)]

@@ -8,6 +8,7 @@ milliseconds, so the Ray parts dominate); the parity test trains a few steps of 
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -157,17 +158,35 @@ def test_two_model_adapters(tiny, ray_session):
     assert RunDir(run_dir).manifest()["stages"]["train"]["adapters"]["predictor"]["prompt_version"] == "predictor/v1"
 
 
-@pytest.mark.slow
-def test_the_whole_job_killed_and_started_again_resumes(tmp_path):
-    model, run_dir = tiny_model(tmp_path / "tiny"), oracle_run(tmp_path)
+# ---- the whole job killed, wherever the kill lands, then the same command again ---------------------------
+
+
+def _train_cmd(model: Path) -> list[str]:
+    """`python -m pipelines.train` as a user types it in ``root``: a relative run directory, the driver's
+    working directory not the repository, and Ray Train workers that run in Ray's session directory."""
+    return [sys.executable, "-m", "pipelines.train", "--config", str(REPO / "configs" / "local.yaml"), "--run", "run",
+            "--mode", "joint", f"model={model}", "ray.num_cpus=3", "train.max_length=640", "train.lr=3e-3",
+            "train.batch_size=2", "train.epochs=8", "train.max_steps=null", "train.checkpoint_every=4"]
+
+
+def _rerun(root: Path, model: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_ADDRESS": "local"}
+    done = subprocess.run(_train_cmd(model), cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+@pytest.fixture(scope="module")
+def killed_job(tmp_path_factory):
+    """The job SIGKILLed (driver, Ray and workers) between two checkpoints, then run again to the end."""
+    root = tmp_path_factory.mktemp("killed")
+    model, run_dir = tiny_model(root / "tiny"), oracle_run(root)
+    assert run_dir == root / "run"
     out = run_dir / "train" / "joint"
-    cmd = [sys.executable, "-m", "pipelines.train", "--config", "configs/local.yaml", "--run", str(run_dir),
-           f"model={model}", "ray.num_cpus=3", "train.max_length=640", "train.lr=3e-3", "train.batch_size=2",
-           "train.epochs=8", "train.max_steps=null", "train.checkpoint_every=4"]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_ADDRESS": "local"}
     # its own session, so that killing the group takes the driver and the Ray it started with it
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(_train_cmd(model), cwd=root, env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 400
         while time.time() < deadline and proc.poll() is None:
@@ -179,12 +198,81 @@ def test_the_whole_job_killed_and_started_again_resumes(tmp_path):
     finally:
         proc.wait(timeout=60)
     assert not (run_dir / "adapters" / "joint").exists()
-    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
+    _rerun(root, model)
+    reference = {"adapter": (run_dir / "adapters" / "joint" / "adapter_model.safetensors").read_bytes(),
+                 "summary": json.loads((out / "summary.json").read_text()),
+                 "curve": read_curve(out / "metrics.jsonl")}
+    return root, model, run_dir, reference
+
+
+def test_the_whole_job_killed_between_checkpoints_resumes(killed_job):
+    root, _, run_dir, ref = killed_job
+    out = run_dir / "train" / "joint"
     starts = _lines(out / "workers" / "rank-0.jsonl")
     assert len(starts) == 2 and starts[1]["start_step"] >= 4
+    assert [r["step"] for r in ref["curve"]] == list(range(1, 17))
+    assert ref["summary"]["metrics"]["steps"] == 16 and ref["summary"]["worker_group_starts"] == 2
+    # the relative run directory was resolved in the driver: nothing landed under the working directory
+    assert sorted(p.name for p in root.iterdir()) == ["persons.jsonl", "persons.jsonl.traits.parquet", "run", "tiny"]
+
+
+def _expect_the_same_outputs(run_dir: Path, ref: dict) -> None:
+    out = run_dir / "train" / "joint"
+    assert (run_dir / "adapters" / "joint" / "adapter_model.safetensors").read_bytes() == ref["adapter"]
     assert [r["step"] for r in read_curve(out / "metrics.jsonl")] == list(range(1, 17))
-    assert (run_dir / "adapters" / "joint" / "adapter_model.safetensors").exists()
+    assert [r["loss"] for r in read_curve(out / "metrics.jsonl")] == [r["loss"] for r in ref["curve"]]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["metrics"] == ref["summary"]["metrics"]
+    assert RunDir(run_dir).manifest()["stages"]["train"]["adapters"]["joint"]["steps"] == 16
+
+
+def test_killed_after_the_last_checkpoint_before_its_outputs(killed_job):
+    """The state a kill leaves between the last `ray.train.report` and the export: checkpoints complete, no
+    adapter, no summary, no manifest entry -- and here the per-step log lost too (as a kill before the fix of
+    relative run directories left it). The same command finishes with the outputs it would have had."""
+    root, model, run_dir, ref = killed_job
+    out = run_dir / "train" / "joint"
+    shutil.rmtree(run_dir / "adapters" / "joint")
+    (out / "summary.json").unlink()
+    (out / "metrics.jsonl").unlink()
+    RunDir(run_dir).forget_stages(["train"])
+    _rerun(root, model)
+    _expect_the_same_outputs(run_dir, ref)
+
+
+def test_killed_while_its_outputs_were_being_written(killed_job):
+    root, model, run_dir, ref = killed_job
+    out = run_dir / "train" / "joint"
+    adapter = run_dir / "adapters" / "joint"
+    shutil.rmtree(adapter)
+    partial = run_dir / "adapters" / "joint.tmp"  # the export copies into joint.tmp, then renames it
+    partial.mkdir()
+    (partial / "adapter_model.safetensors").write_bytes(ref["adapter"][:100])
+    (out / "summary.json").write_text('{"adapter": "jo')  # cut short
+    lines = (out / "metrics.jsonl").read_text()
+    (out / "metrics.jsonl").write_text(lines[: len(lines) - 40])  # the last line cut short
+    _rerun(root, model)
+    _expect_the_same_outputs(run_dir, ref)
+    assert not partial.exists()
+
+
+def test_killed_before_the_first_checkpoint_trains_from_the_start(killed_job):
+    """No checkpoint yet (only the settings, the examples and a few logged steps): the same command trains
+    from step 1, with the same data order and seeds, so it ends with the same curve."""
+    root, model, run_dir, ref = killed_job
+    out = run_dir / "train" / "joint"
+    shutil.rmtree(run_dir / "adapters" / "joint")
+    keep = {"config.json", "examples.parquet", "metrics.jsonl"}
+    for path in out.iterdir():
+        if path.name not in keep:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    (out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ref["curve"][:2]))
+    RunDir(run_dir).forget_stages(["train"])
+    _rerun(root, model)
+    curve = read_curve(out / "metrics.jsonl")
+    assert [r["step"] for r in curve] == list(range(1, 17))
+    assert [r["loss"] for r in curve] == pytest.approx([r["loss"] for r in ref["curve"]], rel=1e-3)
+    assert _lines(out / "workers" / "rank-0.jsonl")[0]["start_step"] == 0
 
 
 # ---- parity: the exported adapter in vLLM == transformers + peft -------------------------------------

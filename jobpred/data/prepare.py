@@ -204,6 +204,8 @@ def prepare(input_path: str | Path, run_dir: str | Path, cfg: PrepareConfig, ray
     else:
         conversion = None
     chunks = ingest.plan(source, int(cfg.chunk_mb * (1 << 20)))
+    if not chunks:
+        raise ValueError(f"{input_path}: the input has no records (empty file, or a directory of empty files)")
     parts = run.path / "_prepare_parts"
     shutil.rmtree(parts, ignore_errors=True)
     parts.mkdir(parents=True)

@@ -3,7 +3,8 @@
     from jobpred.eval import run_baselines, run_report
     run_baselines(cfg, "runs/demo")   # RUN_DIR/predictions/{popular,stay,markov,gru}.parquet
     run_report("runs/demo")           # RUN_DIR/report/{report.md,metrics.json,*.png}
-    evaluate(cfg, "runs/demo")        # both, with the LLM predictors (jobpred.predict) in between
+
+The evaluate stage (baselines, then the LLM predictors of :mod:`jobpred.predict`) is ``jobpred.stages.evaluate``.
 
 Modules: ``metrics`` (AccEM, AccRM, Acc@k, MRR, CIs, breakdowns), ``score`` (`jobpred score`, both file
 formats), ``predictions`` (the predictions table), ``baselines`` / ``markov`` / ``seqmodel`` (predictors),
@@ -31,18 +32,4 @@ def run_report(run_dir, bootstrap: int = 1000, seed: int = 0, eval_run=None) -> 
     return build_report(run_dir, bootstrap=bootstrap, seed=seed, eval_run=eval_run)
 
 
-def evaluate(cfg: JobpredConfig, run_dir, eval_run=None, baselines_only: bool = False) -> dict:
-    """The evaluate stage: baselines, then (unless ``baselines_only``) the LLM predictors of
-    ``cfg.predict``, then the report -- on this run's split, or on ``eval_run``'s."""
-    baselines = run_baselines(cfg, run_dir, eval_run)
-    llm = None
-    if not baselines_only:
-        from jobpred import predict
-
-        llm = predict.run(cfg, run_dir, eval_run)
-    report = run_report(run_dir, bootstrap=cfg.baselines.bootstrap_samples, seed=cfg.baselines.bootstrap_seed,
-                        eval_run=eval_run)
-    return {"baselines": baselines, "predict": llm, **report}
-
-
-__all__ = ["evaluate", "run_baselines", "run_report"]
+__all__ = ["run_baselines", "run_report"]

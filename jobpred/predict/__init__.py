@@ -16,13 +16,14 @@ import time
 from pathlib import Path
 
 from jobpred.config import JobpredConfig
+from jobpred.rundir import absolute
 
 _EXAMPLE_COLUMNS = ["example_id", "education", "history", "target_code", "target_title"]
 
 
 def predictions_dir(run_dir: str | os.PathLike, eval_run: str | os.PathLike | None = None) -> Path:
     """Where predictions go: ``RUN_DIR/predictions`` or, scored on another run, ``.../on-<its name>``."""
-    base = Path(run_dir) / "predictions"
+    base = absolute(run_dir) / "predictions"
     return base / f"on-{Path(eval_run).resolve().name}" if eval_run else base
 
 

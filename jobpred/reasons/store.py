@@ -30,6 +30,8 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from jobpred.rundir import absolute
+
 DONE_SCHEMA = pa.schema([("phase", pa.string()), ("key", pa.string())])
 
 
@@ -207,7 +209,7 @@ def run_phase(rows: Iterable[dict], store: PartStore, phase: str, to_tables: Cal
 
 
 def reasons_dir(run_dir: str | os.PathLike) -> Path:
-    return Path(run_dir) / "reasons"
+    return absolute(run_dir) / "reasons"  # absolute: Ray Data's writers run in other processes
 
 
 def plan_ids(examples: Path, max_examples: int | None) -> list[str]:

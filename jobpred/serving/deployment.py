@@ -40,6 +40,7 @@ from ray.serve.llm import LLMConfig, build_llm_deployment
 
 from jobpred.config import JobpredConfig
 from jobpred.config import LLMConfig as EngineSettings
+from jobpred.rundir import absolute
 from jobpred.serving.app import ModelError, Settings, create_app
 from jobpred.serving.schemas import BadRequest
 
@@ -52,7 +53,7 @@ _ADAPTER_RESCAN_S = 5.0
 
 def adapters_in(run_dir: str | os.PathLike) -> dict[str, Path]:
     """name -> directory of every adapter under RUN_DIR/adapters (a directory with adapter_config.json)."""
-    root = Path(run_dir) / "adapters"
+    root = absolute(run_dir) / "adapters"
     if not root.is_dir():
         return {}
     return {p.name: p for p in sorted(root.iterdir()) if (p / "adapter_config.json").is_file()}
@@ -107,7 +108,7 @@ def llm_config(cfg: JobpredConfig, run_dir: str | os.PathLike) -> LLMConfig:
         placement_group_config={"bundles": engine.placement_bundles} if engine.placement_bundles else None,
         accelerator_type=engine.accelerator_type,
         runtime_env={"env_vars": {**engine.env, **_niceness_env(s),
-                                  ADAPTERS_ENV: str((Path(run_dir) / "adapters").resolve())}},
+                                  ADAPTERS_ENV: str(absolute(run_dir) / "adapters")}},
         lora_config=lora,
         deployment_config={"autoscaling_config": autoscaling, "max_ongoing_requests": s.max_ongoing_requests,
                            "ray_actor_options": {"num_cpus": s.replica_num_cpus}},
@@ -245,7 +246,7 @@ def build_application(cfg: JobpredConfig, run_dir: str | os.PathLike, digests: f
                            "runtime_env": {"env_vars": _niceness_env(cfg.serve)}})
     return ingress.bind(
         {config.model_id: server}, {config.model_id: to_model_metadata(config.model_id, config)},
-        cfg=cfg, run_dir=str(Path(run_dir).resolve()), digests=digests)
+        cfg=cfg, run_dir=str(absolute(run_dir)), digests=digests)
 
 
 def run_server(cfg: JobpredConfig, run_dir: str | os.PathLike, digests: frozenset[str] | None,

@@ -11,7 +11,7 @@ only) -> clip -> AdamW -> LR schedule (transformers' ``get_scheduler``). Dropout
 
 Checkpoints, every ``checkpoint_every`` steps and at the last one: rank 0 writes the adapter (peft
 ``save_pretrained``: ``adapter_config.json`` + ``adapter_model.safetensors``), ``optimizer.pt``,
-``scheduler.pt`` and ``state.json`` to a temporary directory and hands it to ``ray.train.report``; every
+``scheduler.pt``, ``state.json`` and ``metrics.jsonl`` (the curve so far) to a temporary directory and hands it to ``ray.train.report``; every
 rank calls ``report`` (it is a barrier). A (re)started worker loads ``ray.train.get_checkpoint()`` -- the
 latest one, after a worker failure (``FailureConfig``) or when the whole job is started again on the same
 storage -- and continues at the step after it.
@@ -19,7 +19,8 @@ storage -- and continues at the step after it.
 Metrics: rank 0 appends one JSON line per step to ``out_dir/metrics.jsonl`` (loss averaged over the
 global batch, lr, tokens/s and examples/s over all workers, DPO reward accuracy and margin) and prints a
 progress line every ``log_every`` steps; the same metrics go to ``ray.train.report``. A replayed step is
-appended again; the curve is the last line of each step. Each rank appends its pid, start step and a
+appended again; the curve is the last line of each step. The file is a log, not the record: the curve
+that counts travels in the checkpoints, and the trainer mends the file from the final one. Each rank appends its pid, start step and a
 digest of its shard to ``out_dir/workers/rank-<r>.jsonl`` when it starts.
 """
 
@@ -38,6 +39,19 @@ from jobpred.config import TrainConfig
 from jobpred.train.data import StepPlan, step_rows
 
 _STATS = ("reward_accuracy", "reward_margin", "chosen_reward")  # DPO stats, summed per step then averaged
+CURVE_FILE = "metrics.jsonl"  # in out_dir (appended per step) and in every checkpoint (the curve up to it)
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """The JSON lines of a metrics file; a line cut short by a kill (or a missing file) is skipped, not fatal."""
+    rows = []
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return rows
 
 
 # ---- where a loop runs: inside Ray Train, or in this process -------------------------------------------
@@ -133,10 +147,11 @@ def run_loop(spec: dict, session) -> dict:
     rank, world, out = session.rank, session.world, Path(spec["out_dir"])
     rows = session.rows(plan.rows_per_worker)
     model = build_model(spec, tc)
-    start, states = 0, None
+    start, states, history = 0, None, []
     with session.checkpoint() as ckpt_dir:
         if ckpt_dir:
             start, states = _load_checkpoint(model, Path(ckpt_dir))
+            history = read_metrics(Path(ckpt_dir) / CURVE_FILE)
     device = session.device()
     model = session.prepare(model, tc)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -174,10 +189,11 @@ def run_loop(spec: dict, session) -> dict:
         if objective == "dpo":
             last.update({k: v / items for k, v in zip(_STATS, totals[4:])})
         _log_step(out, rank, last, tc.log_every, spec["name"])
+        history.append(last)
         is_ckpt = spec.get("checkpoint", True) and ((s + 1) % tc.checkpoint_every == 0 or s + 1 == plan.total_steps)
         if is_ckpt:
             with tempfile.TemporaryDirectory(prefix="jobpred-ckpt-") as tmp:
-                _save_checkpoint(model, opt, sched, last, Path(tmp), rank, tc)
+                _save_checkpoint(model, opt, sched, history, Path(tmp), rank, tc)
                 session.report(last, tmp if rank == 0 else None)
         elif (s + 1) % tc.log_every == 0:
             session.report(last, None)
@@ -259,8 +275,9 @@ def unwrap(model):
     return model.module if isinstance(model, DistributedDataParallel | FullyShardedDataParallel) else model
 
 
-def _save_checkpoint(model, opt, sched, metrics: dict, path: Path, rank: int, tc: TrainConfig) -> None:
-    """Every rank calls this (FSDP gathers collectively); rank 0 writes."""
+def _save_checkpoint(model, opt, sched, history: list[dict], path: Path, rank: int, tc: TrainConfig) -> None:
+    """Every rank calls this (FSDP gathers collectively); rank 0 writes. ``history``: the metrics of every
+    step so far -- the checkpoint carries the curve, so a lost or cut ``metrics.jsonl`` is rebuilt from it."""
     import torch
 
     state_dict, optim_state = None, opt.state_dict()
@@ -276,7 +293,8 @@ def _save_checkpoint(model, opt, sched, metrics: dict, path: Path, rank: int, tc
     unwrap(model).save_pretrained(path, state_dict=state_dict)  # adapter_config.json + adapter_model.safetensors
     torch.save(optim_state, path / "optimizer.pt")
     torch.save(sched.state_dict(), path / "scheduler.pt")
-    (path / "state.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    (path / "state.json").write_text(json.dumps(history[-1], indent=2) + "\n")
+    (path / CURVE_FILE).write_text("".join(json.dumps(row) + "\n" for row in history))
 
 
 def _load_checkpoint(model, path: Path) -> tuple[int, dict]:

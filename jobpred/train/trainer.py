@@ -29,7 +29,8 @@ from pathlib import Path
 import pyarrow as pa
 
 from jobpred.config import JobpredConfig, TrainConfig
-from jobpred.rundir import RunDir
+from jobpred.rundir import RunDir, write_json_atomic
+from jobpred.train.loop import CURVE_FILE, read_metrics
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "README.md")
 _NOT_SHAPING = ("log_every", "max_failures", "storage_path", "keep_checkpoints", "checkpoint_every",
@@ -95,8 +96,9 @@ def fit_adapter(cfg: JobpredConfig, run_dir: str | os.PathLike, job: AdapterJob)
     out_dir, adapter_dir = run.path / "train" / job.name, run.path / "adapters" / job.name
     table = (data.sft_table if job.objective == "sft" else data.dpo_table)(run_dir, job.role, tc)
     _check_fingerprint(out_dir, fingerprint(cfg, job, table_digest(table)))
-    if (adapter_dir / "adapter_config.json").exists() and (out_dir / "summary.json").exists():
-        return {**json.loads((out_dir / "summary.json").read_text()), "skipped": "already trained"}
+    done = _finished_summary(adapter_dir, out_dir)
+    if done is not None:
+        return {**done, "skipped": "already trained"}
     started = time.perf_counter()
     model_path = resolve_model(model_of(cfg))
     init_adapter = str(run.path / "adapters" / job.init_from) if job.init_from else None
@@ -119,11 +121,34 @@ def fit_adapter(cfg: JobpredConfig, run_dir: str | os.PathLike, job: AdapterJob)
     t = time.perf_counter()
     result = _trainer(tc, job, spec, ds, run).fit()
     timings["fit_s"] = round(time.perf_counter() - t, 1)
-    _export(result.checkpoint, adapter_dir)
+    curve = _export(result.checkpoint, adapter_dir)
+    _mend_metrics(out_dir / CURVE_FILE, curve)
     timings["total_s"] = round(time.perf_counter() - started, 1)
     summary = _summary(job, table.num_rows, examples, used, plan, out_dir, timings)
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_json_atomic(out_dir / "summary.json", summary)  # written last: its presence means "done"
     return summary
+
+
+def _finished_summary(adapter_dir: Path, out_dir: Path) -> dict | None:
+    """The summary of an adapter trained and exported to the end, or None (not yet, or cut short by a kill)."""
+    try:
+        summary = json.loads((out_dir / "summary.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    complete = all((adapter_dir / name).exists() for name in ("adapter_config.json", "adapter_model.safetensors"))
+    return summary if complete else None
+
+
+def _mend_metrics(path: Path, curve: list[dict]) -> None:
+    """Make ``metrics.jsonl`` hold every step of the final checkpoint's curve: the file is appended by rank 0
+    as it goes, so a kill can leave it cut short, or (an older run) missing; lines already there are kept."""
+    have = {row["step"] for row in read_metrics(path)}
+    missing = [row for row in curve if row["step"] not in have]
+    if missing or not path.exists():
+        rows = read_metrics(path) + missing
+        tmp = path.with_suffix(".jsonl.tmp")
+        tmp.write_text("".join(json.dumps(row) + "\n" for row in rows))
+        tmp.replace(path)
 
 
 def build_spec(cfg: JobpredConfig, job: AdapterJob, model_path: str, init_adapter: str | None,
@@ -166,8 +191,9 @@ def worker_runtime_env(tc: TrainConfig) -> dict:
     return {} if tc.worker_niceness is None else {"env_vars": {"RAY_worker_niceness": str(tc.worker_niceness)}}
 
 
-def _export(checkpoint, adapter_dir: Path) -> None:
-    """Copy the adapter files of the final checkpoint into ``adapter_dir`` (atomically)."""
+def _export(checkpoint, adapter_dir: Path) -> list[dict]:
+    """Copy the adapter files of the final checkpoint into ``adapter_dir`` (atomically); returns the
+    checkpoint's curve (the metrics of every step up to it)."""
     if checkpoint is None:
         raise RuntimeError("Ray Train returned no checkpoint: the run reported none")
     tmp = adapter_dir.with_name(adapter_dir.name + ".tmp")
@@ -177,26 +203,26 @@ def _export(checkpoint, adapter_dir: Path) -> None:
         for name in ADAPTER_FILES:
             if (Path(src) / name).exists():
                 shutil.copy2(Path(src) / name, tmp / name)
+        curve = read_metrics(Path(src) / CURVE_FILE)
     if not (tmp / "adapter_model.safetensors").exists():
         raise RuntimeError(f"checkpoint {checkpoint.path} has no adapter_model.safetensors")
     shutil.rmtree(adapter_dir, ignore_errors=True)
     tmp.rename(adapter_dir)
+    return curve
 
 
 def read_curve(metrics_path: Path) -> list[dict]:
     """The metrics of each step, the last line written for it (a replayed step overwrites the earlier one)."""
-    steps: dict[int, dict] = {}
-    if metrics_path.exists():
-        for line in metrics_path.read_text().splitlines():
-            row = json.loads(line)
-            steps[row["step"]] = row
+    steps = {row["step"]: row for row in read_metrics(metrics_path)}
     return [steps[k] for k in sorted(steps)]
 
 
 def _summary(job: AdapterJob, rows: int, examples: pa.Table, used: int, plan, out_dir: Path,
              timings: dict) -> dict:
     curve = read_curve(out_dir / "metrics.jsonl")
-    starts = (out_dir / "workers" / "rank-0.jsonl").read_text().splitlines()
+    starts = read_metrics(out_dir / "workers" / "rank-0.jsonl")
+    if not curve:
+        raise RuntimeError(f"{out_dir}: no step metrics, neither in metrics.jsonl nor in the final checkpoint")
     steady = curve[1:] or curve  # the first step pays for warm-up
     dropped = examples.column("dropped_jobs").to_pylist()
     metrics = {"steps": len(curve), "first_loss": curve[0]["loss"], "last_loss": curve[-1]["loss"],
