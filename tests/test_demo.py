@@ -1,7 +1,9 @@
 """The main job as the README gives it: `make demo`, from the repository root, with its default relative run
 directory -- on the smoke preset (configs/smoke.yaml: every stage for real, a handful of examples). Then the
-same command again, which must skip every stage; the same run reached from another working directory
-through a relative path; and the Ray job module of the evaluate stage beside its `jobpred run` twin.
+same command again, which must skip every stage, and the same run reached from another working directory
+through a relative path. (`python -m pipelines.evaluate` runs for real in test_predict_integration.py,
+`pipelines.train` and `pipelines.reasons` in the kill-and-rerun tests of test_train.py and
+test_reasons_integration.py; test_stages.py checks that each module is its subcommand.)
 
 This is the default test run's one end-to-end run of the real stack (Ray, vLLM's CPU build, the embedded
 model, LoRA on Ray Train): a few minutes on 2 cores.
@@ -11,14 +13,11 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import polars as pl
 import pytest
-
-from jobpred.rundir import RunDir
 
 pytestmark = pytest.mark.integration
 
@@ -52,7 +51,7 @@ def test_make_demo_runs_every_stage_and_writes_a_report(demo):
     report = RUN / "report" / "report.md"
     assert f"report: {report}" in first.stdout and report.read_text().strip()
     # the workers wrote under the run directory, not under their own working directory
-    assert [r["step"] for r in map(json.loads, (RUN / "train" / "joint" / "metrics.jsonl").read_text().split())] == [1, 2]
+    assert [r["step"] for r in map(json.loads, (RUN / "train" / "joint" / "metrics.jsonl").read_text().splitlines())] == [1, 2]
     assert (RUN / "train" / "joint" / "workers" / "rank-0.jsonl").exists()
     assert (RUN / "adapters" / "joint" / "adapter_model.safetensors").exists()
     metrics = json.loads((RUN / "report" / "metrics.json").read_text())["predictors"]
@@ -76,24 +75,3 @@ def test_the_same_run_through_a_relative_path_from_another_directory(demo, tmp_p
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.count("skipped: done") == 6 and f"run directory {RUN}" in out.stdout
     assert not (tmp_path / "runs").exists()
-
-
-def test_the_evaluate_ray_job_writes_what_jobpred_run_wrote(demo, tmp_path):
-    """`python -m pipelines.evaluate` (what the README tells cluster users to submit) on a copy of the run:
-    the same predictors, baselines and LLM ones, with the same answers; then the same report rows."""
-    copy = tmp_path / "copy"
-    shutil.copytree(RUN, copy, ignore=shutil.ignore_patterns("predictions", "report"))
-    out = subprocess.run([sys.executable, "-m", "pipelines.evaluate", "--config", "configs/smoke.yaml", "--run",
-                          str(copy)], cwd=REPO, env={**ENV, "PYTHONPATH": str(REPO)}, capture_output=True,
-                         text=True, timeout=900)
-    assert out.returncode == 0, out.stderr[-3000:]
-    mine = {p.name for p in (copy / "predictions").glob("*.parquet")}
-    assert mine == {p.name for p in (RUN / "predictions").glob("*.parquet")} >= {"zero-shot.parquet", "joint.parquet"}
-    for name in sorted(mine):
-        a, b = (pl.read_parquet(d / "predictions" / name).sort("example_id") for d in (RUN, copy))
-        assert a["example_id"].to_list() == b["example_id"].to_list(), name
-        assert a["predicted_code"].to_list() == b["predicted_code"].to_list(), name
-    theirs = json.loads((RUN / "report" / "metrics.json").read_text())["predictors"]
-    ours = json.loads((copy / "report" / "metrics.json").read_text())["predictors"]
-    assert set(ours) == set(theirs)
-    assert RunDir(copy).manifest()["stages"]["predict"]["counts"]["predictors"] == ["zero-shot", "joint"]

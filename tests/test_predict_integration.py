@@ -1,10 +1,13 @@
-"""Batch prediction for real: Ray Data + vLLM (CPU) + the default model + LoRA adapters chosen per row,
-then the report with the claims section. Adapters are random LoRA weights (peft ``init_lora_weights=False``):
+"""Batch prediction for real, through `python -m pipelines.evaluate` (the evaluate Ray job): Ray Data + vLLM
+(CPU) + the default model + LoRA adapters chosen per row, then the report with the claims section. Adapters are random LoRA weights (peft ``init_lora_weights=False``):
 as costly as trained ones and certain to change the output, without minutes of training here."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import polars as pl
 import pytest
@@ -36,7 +39,7 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def predicted(tmp_path_factory, ray_session):
+def predicted(tmp_path_factory):
     run_dir = oracle_run(tmp_path_factory.mktemp("predict"), persons=100, oracle_rows=2)
     # an injection record and an over-long history among the test examples
     test = pl.read_parquet(run_dir / "examples" / "test.parquet")
@@ -48,26 +51,28 @@ def predicted(tmp_path_factory, ray_session):
                                        dtype=test.schema["history"]))
     assert test.height >= N
     test.write_parquet(run_dir / "examples" / "test.parquet")
-    cfg = load_config(REPO / "configs" / "local.yaml", [
+    overrides = [
         f"predict.predictors={json.dumps(PREDICTORS)}", f"predict.max_examples={N}", "predict.max_tokens=32",
         "predict.judge_max_examples=2", "predict.engine.max_model_len=1024", "reasons.judge.max_model_len=1024",
-        "baselines.predictors=[popular, stay, markov]", "baselines.bootstrap_samples=50"])
+        "baselines.predictors=[popular, stay, markov]", "baselines.bootstrap_samples=50"]
+    cfg = load_config(REPO / "configs" / "local.yaml", overrides)
     for name in ("joint", "reasoner", "predictor"):
         _random_adapter(cfg, run_dir / "adapters" / name)
     RunDir(run_dir).record_stage("train", outputs={n: f"adapters/{n}" for n in ("joint", "reasoner", "predictor")},
                                  extra={"adapters": {n: {"path": f"adapters/{n}"}
                                                      for n in ("joint", "reasoner", "predictor")}})
-    from jobpred import stages
-
-    result = stages.evaluate(cfg, run_dir)
-    result.update(stages.report(cfg, run_dir))
-    return run_dir, result
+    # the Ray job that the README gives cluster users, as they run it: baselines, LLM predictors, report
+    out = subprocess.run([sys.executable, "-m", "pipelines.evaluate", "--config", "configs/local.yaml", "--run",
+                          str(run_dir), *overrides], cwd=REPO, capture_output=True, text=True, timeout=1200,
+                         env={**os.environ, "PYTHONPATH": str(REPO), "RAY_ADDRESS": "local"})
+    assert out.returncode == 0, out.stderr[-4000:]
+    return run_dir, RunDir(run_dir).manifest()["stages"]["predict"]["counts"]
 
 
 def test_every_example_gets_a_valid_ranked_prediction_per_predictor(predicted):
     run_dir, result = predicted
     tax = Taxonomy.load()
-    assert result["predict"]["skipped"] == {"joint-dpo": "adapter(s) joint-dpo not trained in this run"}
+    assert result["skipped"] == {"joint-dpo": "adapter(s) joint-dpo not trained in this run"}
     for name in [p for p in PREDICTORS if p != "joint-dpo"]:
         table = pl.read_parquet(run_dir / "predictions" / f"{name}.parquet")
         assert table.height == N and table["example_id"].n_unique() == N, name

@@ -240,6 +240,7 @@ def test_killed_after_the_last_checkpoint_before_its_outputs(killed_job):
     _expect_the_same_outputs(run_dir, ref)
 
 
+@pytest.mark.slow  # another rerun of the job (~1 min); the at-the-last-checkpoint one is in the default run
 def test_killed_while_its_outputs_were_being_written(killed_job):
     root, model, run_dir, ref = killed_job
     out = run_dir / "train" / "joint"
@@ -256,6 +257,7 @@ def test_killed_while_its_outputs_were_being_written(killed_job):
     assert not partial.exists()
 
 
+@pytest.mark.slow  # another rerun of the job (~1 min); the at-the-last-checkpoint one is in the default run
 def test_killed_before_the_first_checkpoint_trains_from_the_start(killed_job):
     """No checkpoint yet (only the settings, the examples and a few logged steps): the same command trains
     from step 1, with the same data order and seeds, so it ends with the same curve."""

@@ -1,8 +1,8 @@
 """`jobpred prepare`: validate career records, normalise titles, build examples, split by person.
 
 Run as:
-    jobpred prepare --input data/synth.jsonl --out runs/demo          # Ray Data (local Ray or a cluster)
-    jobpred prepare --input data/synth.jsonl --out runs/demo --engine local   # one process, no Ray
+    jobpred prepare --input data/synth.jsonl --run runs/demo          # Ray Data (local Ray or a cluster)
+    jobpred prepare --input data/synth.jsonl --run runs/demo --engine local   # one process, no Ray
 
 Every input line ends up in exactly one place (``read == accepted + rejected``):
 - rejected -> ``RUN_DIR/rejected.jsonl`` with its line number, the failing field and a reason (truncated

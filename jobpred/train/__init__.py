@@ -1,8 +1,8 @@
 """LoRA fine-tuning on oracle reasons with Ray Train: SFT (joint or two-model), then optionally DPO.
 
 Run as:
-    jobpred train --config configs/local.yaml --run runs/demo                    # after `jobpred reasons`
-    jobpred train --config configs/local.yaml --run runs/demo --mode two-model --dpo
+    jobpred train --config configs/local.yaml --run runs/local      # every adapter the predictors need
+    jobpred train --config configs/local.yaml --run runs/local --mode two-model --dpo   # one mode
     ray job submit --working-dir . -- python -m pipelines.train --config configs/gpu-cluster.yaml --run RUN
 
 Adapters (``RUN_DIR/adapters/<name>/``, each a peft LoRA directory that vLLM loads with ``LoRARequest``):
