@@ -297,3 +297,25 @@ def test_unavailable_engine_is_503(ranker):
     r = client(FakeBackend(ranker, reply=ModelError("replica restarting", status=503))).post(
         "/v1/predict", json=record(), headers=AUTH)
     assert r.status_code == 503 and r.json()["error"]["type"] == "model_error"
+
+
+@pytest.mark.parametrize("reply", [
+    "<think>\nShe moved up in nursing.\n</think>\nShe will work as a Nurse Practitioner.",  # no answer block
+    'She likes patients. Next: "Registered Nurses"',
+    "<think>\nclinical work\n</think>\n<answer>Nurse Practitioners</answer>",
+])
+def test_free_text_output_ranks_the_same_online_as_in_batch(ranker, reply):
+    """The Serve path hands the ranker the same alternative phrases as batch prediction (RankAnswers.finish)."""
+    from jobpred.config import JobpredConfig
+    from jobpred.predict.batch import RankAnswers
+
+    r = client(FakeBackend(ranker, reply=reply)).post("/v1/predict", json=record(), headers=AUTH)
+    assert r.status_code == 200
+    online = r.json()
+    batch = RankAnswers(JobpredConfig(predict={"top_k": 5}), two_step=False)
+    row = batch.finish({"example_id": "e", "predictor": "joint", "s1_generated_text": reply, "error": None,
+                        "s1_llm_error": None, "s1_prompt_tokens": 1, "s1_generated_tokens": 1,
+                        "history_codes": ["29-1141.00", "29-1171.00"],  # the record's two jobs, normalised
+                        "history_jobs_dropped": 0, "history_json": "{}"})
+    assert online["answer_method"] == row["answer_method"]
+    assert [t["code"] for t in online["top_k"]] == row["ranked_codes"]

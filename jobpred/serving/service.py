@@ -105,6 +105,7 @@ class PredictService:
         history, dropped, codes = prepared
         steps = predictor_steps(predictor)
         reason = answer = None
+        alternatives: tuple[str, ...] = ()
         for i, step in enumerate(steps):
             if i > 0:  # a later step's prompt carries the generated reason: fit the budget again
                 history, more, _ = await asyncio.get_running_loop().run_in_executor(
@@ -114,8 +115,9 @@ class PredictService:
             text = await self.generate(model, step_messages(step, history, reason), self._sampling(step))
             parsed = parse_step(step, text)
             reason = parsed.reason or reason
-            answer = parsed.answer
-        ranked = self.ranker.rank(answer, codes)
+            answer, alternatives = parsed.answer, parsed.alternatives
+        # the alternatives too, as batch prediction ranks them: free text must map the same online
+        ranked = self.ranker.rank(answer, codes, alternatives)
         return {
             "person_id": record.person_id,
             "reason": reason,
