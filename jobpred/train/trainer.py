@@ -142,10 +142,11 @@ def _finished_summary(adapter_dir: Path, out_dir: Path) -> dict | None:
 def _mend_metrics(path: Path, curve: list[dict]) -> None:
     """Make ``metrics.jsonl`` hold every step of the final checkpoint's curve: the file is appended by rank 0
     as it goes, so a kill can leave it cut short, or (an older run) missing; lines already there are kept."""
-    have = {row["step"] for row in read_metrics(path)}
+    rows = read_metrics(path)
+    have = {row["step"] for row in rows}
     missing = [row for row in curve if row["step"] not in have]
     if missing or not path.exists():
-        rows = read_metrics(path) + missing
+        rows += missing
         tmp = path.with_suffix(".jsonl.tmp")
         tmp.write_text("".join(json.dumps(row) + "\n" for row in rows))
         tmp.replace(path)
