@@ -31,6 +31,7 @@ import pyarrow as pa
 from jobpred.config import LLMConfig
 
 OUTPUT_COLUMNS = ("generated_text", "prompt_tokens", "generated_tokens", "llm_seconds", "llm_error")
+"""jobpred's uniform output columns (both backends); other modules prefix or select them by this name."""
 _LIGHT_CPU = 0.1  # logical CPUs of the thin pre/post-processing steps (they only move rows)
 
 
@@ -117,23 +118,42 @@ def _vllm_processor(cfg: LLMConfig) -> Callable:
     return run
 
 
-_VLLM_INTERNAL = {"messages", "sampling_params", "prompt", "prompt_token_ids", "tokenized_prompt",
-                  "generated_tokens", "generated_text", "num_input_tokens", "num_generated_tokens",
-                  "embeddings", "metrics", "logprobs", "prompt_logprobs", "request_id", "batch_uuid",
-                  "time_taken_llm", "params", "__inference_error__", "__idx_in_batch"}
+# ---- Ray's column names (internal to ray.data.llm) ---------------------------------------------------------
+# The columns ray.data.llm processors add to rows are not a public API: Ray 2.60.0 (pinned) defines them in
+# ray/llm/_internal/batch/stages/: vllm_engine_stage.py (the fields of vLLMOutputData, and request_id,
+# batch_uuid, time_taken_llm, params, __inference_error__ in vLLMEngineStageUDF._generate_with_error_handling),
+# base.py (__idx_in_batch, and __inference_error__ rows bypassing postprocess), chat_template_stage.py (prompt),
+# tokenize_stage.py (tokenized_prompt), http_request_stage.py (http_response from our "payload"). On a Ray
+# upgrade check those files against the names below (tests/test_reasons.py has a row of each backend).
+# "messages", "sampling_params" and "payload" are what our own preprocess steps hand to Ray.
+RAY_VLLM_COLUMNS = {
+    "generated_text": "generated_text", "prompt_tokens": "num_input_tokens",
+    "generated_tokens": "num_generated_tokens", "llm_seconds": "time_taken_llm", "llm_error": "__inference_error__",
+}
+"""OUTPUT_COLUMNS -> the vLLM processor's column each one is read from."""
+RAY_VLLM_DROPPED = frozenset({
+    "messages", "sampling_params", "prompt", "prompt_token_ids", "tokenized_prompt",
+    "generated_tokens",  # Ray's token ids; our OUTPUT_COLUMNS count of the same name replaces it
+    "embeddings", "metrics", "logprobs", "prompt_logprobs", "request_id", "batch_uuid", "params",
+    "__idx_in_batch", *RAY_VLLM_COLUMNS.values()})
+"""Every column of a vLLM processor's output that is not a carried input column (dropped from our rows)."""
+RAY_HTTP_RESPONSE = "http_response"
+"""The HTTP processor's column of the endpoint's JSON reply."""
+RAY_HTTP_DROPPED = frozenset({"messages", "payload", RAY_HTTP_RESPONSE})
 
 
 def _vllm_outputs(batch: pa.Table) -> pa.Table:
     """Engine columns -> the uniform output columns; carried input columns are kept as they are."""
-    keep = [c for c in batch.column_names if c not in _VLLM_INTERNAL]
+    ray_col = RAY_VLLM_COLUMNS
+    keep = [c for c in batch.column_names if c not in RAY_VLLM_DROPPED]
     n = batch.num_rows
-    err = batch.column("__inference_error__") if "__inference_error__" in batch.column_names else None
-    seconds = batch.column("time_taken_llm").to_pylist()
+    err = batch.column(ray_col["llm_error"]) if ray_col["llm_error"] in batch.column_names else None
+    seconds = batch.column(ray_col["llm_seconds"]).to_pylist()
     out = batch.select(keep)
     cols = {
-        "generated_text": batch.column("generated_text").cast(pa.string()),
-        "prompt_tokens": batch.column("num_input_tokens").cast(pa.int32()),
-        "generated_tokens": batch.column("num_generated_tokens").cast(pa.int32()),
+        "generated_text": batch.column(ray_col["generated_text"]).cast(pa.string()),
+        "prompt_tokens": batch.column(ray_col["prompt_tokens"]).cast(pa.int32()),
+        "generated_tokens": batch.column(ray_col["generated_tokens"]).cast(pa.int32()),
         "llm_seconds": pa.array([s if s is not None and s >= 0 else None for s in seconds], pa.float32()),
         "llm_error": err.cast(pa.string()) if err is not None else pa.array([""] * n, pa.string()),
     }
@@ -184,9 +204,9 @@ def _http_processor(cfg: LLMConfig) -> Callable:
 
 
 def _http_outputs(batch: pa.Table) -> pa.Table:
-    keep = [c for c in batch.column_names if c not in ("messages", "payload", "http_response")]
+    keep = [c for c in batch.column_names if c not in RAY_HTTP_DROPPED]
     texts, p_tok, g_tok, errors = [], [], [], []
-    for resp in batch.column("http_response").to_pylist():
+    for resp in batch.column(RAY_HTTP_RESPONSE).to_pylist():
         resp = resp or {}
         try:
             texts.append(resp["choices"][0]["message"]["content"] or "")

@@ -12,7 +12,8 @@ LoRA: every ``RUN_DIR/adapters/<name>/`` (a peft directory written by `jobpred t
 ``<base>:<name>``. ray.serve.llm multiplexes such ids onto replicas and loads an adapter on first use
 (``max_adapters_per_replica`` stay loaded, least recently used evicted). Its stock loader only reads cloud
 buckets (``dynamic_lora_loading_path`` must be s3/gs/azure); :class:`LocalLoraLoader` reads the run
-directory instead (a local or shared file system, as every other stage does).
+directory instead (a local or shared file system, as every other stage does). The Ray internals this
+needs come from :mod:`jobpred.serving.ray_llm` (the one module that imports ``ray.llm._internal``).
 """
 
 from __future__ import annotations
@@ -24,24 +25,25 @@ import time
 from pathlib import Path
 
 from ray import serve
-from ray.llm._internal.common.models import global_id_manager
-from ray.llm._internal.common.utils.lora_utils import get_base_model_id, get_lora_id
-from ray.llm._internal.serve.core.configs.llm_config import DiskMultiplexConfig
-from ray.llm._internal.serve.core.configs.openai_api_models import (
-    ChatCompletionRequest,
-    CompletionRequest,
-    ErrorResponse,
-    OpenAIHTTPException,
-    to_model_metadata,
-)
-from ray.llm._internal.serve.core.ingress.ingress import OpenAiIngress
-from ray.llm._internal.serve.utils.lora_serve_utils import LoraModelLoader
 from ray.serve.llm import LLMConfig, build_llm_deployment
 
 from jobpred.config import JobpredConfig
 from jobpred.config import LLMConfig as EngineSettings
 from jobpred.rundir import absolute
 from jobpred.serving.app import ModelError, Settings, create_app
+from jobpred.serving.ray_llm import (  # Ray 2.60.0 internals, all behind this one module
+    ChatCompletionRequest,
+    CompletionRequest,
+    DiskMultiplexConfig,
+    ErrorResponse,
+    LoraModelLoader,
+    OpenAIHTTPException,
+    OpenAiIngress,
+    get_base_model_id,
+    get_lora_id,
+    global_id_manager,
+    to_model_metadata,
+)
 from jobpred.serving.schemas import BadRequest
 
 log = logging.getLogger("jobpred.serve")

@@ -10,7 +10,8 @@ losses by (target tokens of the global step / world size), DPO the summed pair l
 Padding (TRL's ``DataCollatorForLanguageModeling`` / ``DataCollatorForPreference``) and log-probabilities
 (TRL's ``selective_log_softmax``) are TRL's; the cross-entropy is transformers' own causal-LM loss.
 
-torch and TRL are imported inside the functions: this module is shipped to Ray workers.
+torch and TRL are imported inside the functions: this module is shipped to Ray workers. The TRL names used
+are TRL internals, all behind :func:`_trl` (see the section "TRL internals").
 """
 
 from __future__ import annotations
@@ -18,19 +19,37 @@ from __future__ import annotations
 OBJECTIVES = ("sft", "dpo")
 
 
+# ---- TRL internals ---------------------------------------------------------------------------------------
+# The only place this module touches TRL. TRL (1.16.0 in requirements/cpu.txt) does not export these from its
+# top-level package: they live in its trainer modules and may move or change in any release. On a TRL
+# upgrade check that each still imports from the module named here and still behaves as used below: the
+# SFT collator right-pads input_ids/labels (labels -100 on padding) with an attention_mask; the preference
+# collator concatenates prompt+chosen and prompt+rejected rows (all chosen first) into input_ids,
+# attention_mask and completion_mask and passes ref_*_logps through; selective_log_softmax(logits, ids)
+# gathers log p(id) per position. tests/test_train_formats.py (the losses) and the DPO training tests use them.
+_TRL_INTERNALS = {
+    "DataCollatorForLanguageModeling": "trl.trainer.sft_trainer",
+    "DataCollatorForPreference": "trl.trainer.dpo_trainer",
+    "selective_log_softmax": "trl.trainer.utils",
+}
+
+
+def _trl(name: str):
+    """One of :data:`_TRL_INTERNALS`, imported on first use (this module is shipped to Ray workers)."""
+    import importlib
+
+    return getattr(importlib.import_module(_TRL_INTERNALS[name]), name)
+
+
 class Collator:
     """Rows (dicts of token-id lists) -> padded tensors, with TRL's collator for the objective."""
 
     def __init__(self, objective: str, pad_token_id: int) -> None:
         if objective == "sft":
-            from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
-
-            self.collate = DataCollatorForLanguageModeling(pad_token_id=pad_token_id)
+            self.collate = _trl("DataCollatorForLanguageModeling")(pad_token_id=pad_token_id)
             self.keys = ("input_ids", "labels")
         elif objective == "dpo":
-            from trl.trainer.dpo_trainer import DataCollatorForPreference
-
-            self.collate = DataCollatorForPreference(pad_token_id=pad_token_id)
+            self.collate = _trl("DataCollatorForPreference")(pad_token_id=pad_token_id)
             self.keys = ("prompt_ids", "chosen_ids", "rejected_ids", "ref_chosen_logps", "ref_rejected_logps")
         else:
             raise ValueError(f"unknown objective {objective!r}; expected one of {OBJECTIVES}")
@@ -63,8 +82,7 @@ def sft_loss(model, batch: dict, items_per_worker: float):
 
 def sequence_logps(model, input_ids, attention_mask, completion_mask):
     """Sum of log p(token) over the completion tokens of each row: (B, T) -> (B,)."""
-    from trl.trainer.utils import selective_log_softmax
-
+    selective_log_softmax = _trl("selective_log_softmax")
     logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits  # (B, T, V)
     # float32: summed over a completion, bf16 log-probs (8 bits of mantissa) would round the policy and the
     # reference to the same value and the DPO margin to 0
