@@ -40,6 +40,26 @@ def model_name(cfg: LLMConfig) -> str:
     return f"http:{cfg.http.model}" if cfg.backend == "http" else cfg.model
 
 
+VLLM_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
+"""Values vLLM accepts for ``max_lora_rank`` (vllm.config.lora.MaxLoRARanks, less 1)."""
+
+
+def vllm_engine_kwargs(cfg: LLMConfig) -> dict:
+    """The vLLM engine kwargs of ``cfg`` (model length, dtype, tensor parallelism, then ``cfg.engine_kwargs``),
+    for a ray.data.llm processor and for the ray.serve.llm engine replicas alike."""
+    return {"max_model_len": cfg.max_model_len, "dtype": cfg.dtype,
+            "tensor_parallel_size": cfg.tensor_parallel_size, **cfg.engine_kwargs}
+
+
+def lora_engine_kwargs(rank: int, max_loras: int) -> dict:
+    """vLLM engine kwargs that turn LoRA on for adapters of rank up to ``rank`` (rounded up to a rank vLLM
+    accepts, at least 8), ``max_loras`` of them in one batch."""
+    accepted = next((r for r in VLLM_LORA_RANKS if r >= rank), None)
+    if accepted is None:
+        raise ValueError(f"LoRA rank {rank} is over {VLLM_LORA_RANKS[-1]}, the largest vLLM serves")
+    return {"enable_lora": True, "max_lora_rank": accepted, "max_loras": max_loras}
+
+
 def build_processor(cfg: LLMConfig) -> Callable:
     """A function ``Dataset -> Dataset`` that runs every row's chat through the configured model."""
     if cfg.backend == "http":
@@ -79,8 +99,7 @@ def _vllm_processor(cfg: LLMConfig) -> Callable:
 
     from jobpred.models import resolve_model
 
-    engine_kwargs = {"max_model_len": cfg.max_model_len, "dtype": cfg.dtype,
-                     "tensor_parallel_size": cfg.tensor_parallel_size, **cfg.engine_kwargs}
+    engine_kwargs = vllm_engine_kwargs(cfg)
     if "structured_outputs_config" not in engine_kwargs:
         # Compact JSON (no free whitespace between tokens): a small judge cannot spend its max_tokens on
         # newlines. An engine-level setting in vLLM (the per-request flag is ignored by xgrammar).

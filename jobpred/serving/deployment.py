@@ -49,7 +49,6 @@ from jobpred.serving.schemas import BadRequest
 log = logging.getLogger("jobpred.serve")
 
 ADAPTERS_ENV = "JOBPRED_ADAPTERS_DIR"
-_VLLM_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)  # ranks vLLM accepts for max_lora_rank
 _ADAPTER_RESCAN_S = 5.0
 
 
@@ -62,8 +61,8 @@ def adapters_in(run_dir: str | os.PathLike) -> dict[str, Path]:
 
 
 def _lora_rank(adapters: dict[str, Path]) -> int:
-    rank = max(json.loads((p / "adapter_config.json").read_text()).get("r", 8) for p in adapters.values())
-    return next((r for r in _VLLM_LORA_RANKS if r >= rank), rank)
+    """The largest LoRA rank of the adapters (``r`` of their adapter_config.json)."""
+    return max(json.loads((p / "adapter_config.json").read_text()).get("r", 8) for p in adapters.values())
 
 
 def engine_settings(cfg: JobpredConfig) -> EngineSettings:
@@ -90,16 +89,15 @@ class LocalLoraLoader(LoraModelLoader):
 
 def llm_config(cfg: JobpredConfig, run_dir: str | os.PathLike) -> LLMConfig:
     """The ray.serve.llm config of the engine replicas."""
+    from jobpred.llm.engine import lora_engine_kwargs, vllm_engine_kwargs
     from jobpred.models import resolve_model
 
     engine, s = engine_settings(cfg), cfg.serve
     adapters = adapters_in(run_dir)
-    engine_kwargs = {"max_model_len": engine.max_model_len, "dtype": engine.dtype,
-                     "tensor_parallel_size": engine.tensor_parallel_size, **engine.engine_kwargs}
+    engine_kwargs = vllm_engine_kwargs(engine)
     lora = None
     if adapters:
-        engine_kwargs.update(enable_lora=True, max_lora_rank=_lora_rank(adapters),
-                             max_loras=s.max_adapters_per_replica)
+        engine_kwargs.update(lora_engine_kwargs(_lora_rank(adapters), s.max_adapters_per_replica))
         lora = {"max_num_adapters_per_replica": s.max_adapters_per_replica}
     autoscaling = {"min_replicas": s.min_replicas, "max_replicas": s.max_replicas,
                    "initial_replicas": s.min_replicas if s.initial_replicas is None else s.initial_replicas,
