@@ -4,8 +4,9 @@
 
 Routes: ``GET /healthz`` (no key), ``POST /v1/predict``, the OpenAI-compatible ``GET /v1/models``,
 ``GET /v1/models/{id}``, ``POST /v1/chat/completions`` and ``POST /v1/completions`` (adapters are the models
-``<base>:<adapter>``), and ``GET /metrics`` (Prometheus text: this replica's request counts and latencies;
-Serve's own metrics and the same counters cluster-wide are on Ray's metrics endpoint).
+``<base>:<adapter>``), and ``GET /metrics`` (Prometheus text: this replica's request counts and latencies,
+:mod:`jobpred.serving.metrics`; Serve's own metrics and the same counters cluster-wide are on Ray's metrics
+endpoint).
 
 The backend (:class:`jobpred.serving.deployment.JobpredIngress` in Serve, a fake in unit tests) provides
 ``service`` (a :class:`~jobpred.serving.service.PredictService`), ``list_models()``, ``get_model(id)`` and
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
+from jobpred.serving.metrics import PromMetrics
 from jobpred.serving.schemas import BadRequest, parse_predict_body
 from jobpred.serving.security import GuardMiddleware
 
@@ -55,32 +57,9 @@ def error_response(status: int, message: str, kind: str, param: str | None = Non
     return JSONResponse({"error": {"message": message, "type": kind, "param": param, "code": status}}, status)
 
 
-class _PromMetrics:
-    """This replica's request counters and latency histogram, in its own prometheus_client registry."""
-
-    def __init__(self) -> None:
-        from prometheus_client import CollectorRegistry, Counter, Histogram
-
-        self.registry = CollectorRegistry()
-        self.requests = Counter("jobpred_requests", "HTTP requests by route and status.",
-                                ["route", "status", "predictor"], registry=self.registry)
-        self.latency = Histogram("jobpred_request_seconds", "Request latency by route, seconds.", ["route"],
-                                 buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120),
-                                 registry=self.registry)
-
-    def __call__(self, route: str, status: int, predictor: str, seconds: float) -> None:
-        self.requests.labels(route, str(status), predictor).inc()
-        self.latency.labels(route).observe(seconds)
-
-    def render(self) -> bytes:
-        from prometheus_client import generate_latest
-
-        return generate_latest(self.registry)
-
-
 def create_app(backend, settings: Settings) -> FastAPI:
     app = FastAPI(title="jobpred", docs_url=None, redoc_url=None, openapi_url=None)
-    prom = _PromMetrics()
+    prom = PromMetrics()
     observers = [prom, *settings.observers]
 
     def observe(route: str, status: int, predictor: str, started: float) -> None:

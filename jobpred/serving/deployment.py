@@ -31,6 +31,7 @@ from jobpred.config import JobpredConfig
 from jobpred.config import LLMConfig as EngineSettings
 from jobpred.rundir import absolute
 from jobpred.serving.app import ModelError, Settings, create_app
+from jobpred.serving.metrics import RayMetrics
 from jobpred.serving.ray_llm import (  # Ray 2.60.0 internals, all behind this one module
     ChatCompletionRequest,
     CompletionRequest,
@@ -142,7 +143,7 @@ class JobpredIngress(OpenAiIngress):
             default=cfg.serve.default_predictor, chat_template_kwargs=engine.chat_template_kwargs)
         self.settings = Settings(digests=digests, max_body_bytes=cfg.serve.max_body_bytes,
                                  request_timeout_s=cfg.serve.request_timeout_s,
-                                 max_batch_size=cfg.serve.max_batch_size, observers=[_RayMetrics()])
+                                 max_batch_size=cfg.serve.max_batch_size, observers=[RayMetrics()])
         if digests is None:
             log.warning("jobpred serve is running WITHOUT API keys (--insecure)")
 
@@ -215,23 +216,6 @@ class JobpredIngress(OpenAiIngress):
         if isinstance(first, ErrorResponse):
             raise ModelError(first.error.message)
         return first.choices[0].message.content or ""
-
-
-class _RayMetrics:
-    """The same request counts and latencies as Ray metrics: scraped with Serve's own from Ray's metrics port."""
-
-    def __init__(self) -> None:
-        from ray.util import metrics
-
-        self.requests = metrics.Counter("jobpred_requests", "HTTP requests by route, status and predictor.",
-                                        tag_keys=("route", "status", "predictor"))
-        self.latency = metrics.Histogram("jobpred_request_seconds", "Request latency by route, seconds.",
-                                         boundaries=[0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120],
-                                         tag_keys=("route",))
-
-    def __call__(self, route: str, status: int, predictor: str, seconds: float) -> None:
-        self.requests.inc(tags={"route": route, "status": str(status), "predictor": predictor or "-"})
-        self.latency.observe(seconds, tags={"route": route})
 
 
 def build_application(cfg: JobpredConfig, run_dir: str | os.PathLike, digests: frozenset[str] | None):
