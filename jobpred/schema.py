@@ -176,7 +176,7 @@ PREDICTIONS_SCHEMA = pa.schema(
     ]
 )
 """``RUN_DIR/predictions/<predictor>.parquet``, written by every predictor (extra columns allowed: LLM
-predictors add ``reason`` and ``raw_output``); see :mod:`jobpred.eval.predictions`."""
+predictors add ``reason`` and ``raw_output``); see :mod:`jobpred.predictions`."""
 
 # ---- oracle reasons (written by `jobpred reasons` under RUN_DIR/reasons/) -----------------------------
 # Every row of every table carries the model, the prompt version and the sampling parameters that made it.

@@ -21,7 +21,7 @@ import polars as pl
 
 from jobpred.config import BaselinesConfig, RayConfig
 from jobpred.eval.markov import MarkovModel, popular_targets
-from jobpred.eval.predictions import PREDICTIONS_DIR, split_examples, write_predictions
+from jobpred.predictions import PREDICTIONS_DIR, predictions_dir, split_examples, write_predictions
 from jobpred.rundir import RunDir
 from jobpred.schema import EXAMPLES_SCHEMA, require_columns
 
@@ -70,7 +70,6 @@ def run(cfg: BaselinesConfig, run_dir, ray_cfg: RayConfig | None = None, eval_ru
 
     With ``eval_run`` the baselines (still fitted on this run's train split) predict that run's
     ``cfg.split`` instead, into ``RUN_DIR/predictions/on-<its name>/``."""
-    from jobpred.predict import predictions_dir
 
     run_ = RunDir(run_dir)
     out_dir = predictions_dir(run_dir, eval_run)

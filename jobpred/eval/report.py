@@ -18,8 +18,10 @@ from pathlib import Path
 
 import polars as pl
 
-from jobpred.eval.predictions import example_features, find_predictions
+from jobpred.eval.claims import claims_section
+from jobpred.eval.markdown import markdown_table
 from jobpred.eval.score import score_predictions, standardize_table
+from jobpred.predictions import example_features, find_predictions
 from jobpred.rundir import RunDir
 
 REPORT_DIR = "report"
@@ -68,8 +70,6 @@ def build_report(run_dir, bootstrap: int = 1000, seed: int = 0, eval_run=None) -
 
     With ``eval_run`` (another run directory whose test split the predictions were made on), the tables
     come from ``RUN_DIR/predictions/on-<name>/`` and the report goes to ``RUN_DIR/report/on-<name>/``."""
-    from jobpred.predict.claims import claims_section
-
     run = RunDir(run_dir)
     suffix = f"on-{Path(eval_run).resolve().name}" if eval_run else None
     folder = run.path / "predictions" / suffix if suffix else run.path / "predictions"
@@ -107,11 +107,6 @@ def _cell(result: dict, metric: str) -> str:
     return f"{value:.2f} [{lo:.2f}, {hi:.2f}]" if lo is not None else f"{value:.2f}"
 
 
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
-            *["| " + " | ".join(r) + " |" for r in rows]]
-
-
 def _group_name(code: str) -> str:
     return f"{code} {SOC_MAJOR_GROUPS.get(code, '')}".strip()
 
@@ -125,7 +120,7 @@ def render_markdown(results: dict[str, dict], meta: dict, plots: list[str]) -> s
     lines = [f"# Evaluation report: {meta['run']}", "", intro, "", "## Predictors", ""]
     rows = [[n, str(results[n]["total"]), str(results[n]["valid"]), str(results[n]["invalid"]),
              str(results[n]["missing"]), *[_cell(results[n], m) for m in HEADLINE]] for n in order]
-    lines += _table(["predictor", "n", "valid", "invalid", "missing", *HEADLINE], rows)
+    lines += markdown_table(["predictor", "n", "valid", "invalid", "missing", *HEADLINE], rows)
     if len({results[n]["total"] for n in order}) > 1:
         lines += ["", "Predictors ran on different numbers of examples (n): LLM predictors on the first "
                   "`predict.max_examples` of the split, baselines on all of it. The claims section below "
@@ -144,14 +139,14 @@ def render_markdown(results: dict[str, dict], meta: dict, plots: list[str]) -> s
             cells = [_pair(results[n], key, g) for n in order]
             n_ = next((r["n"] for n in order for r in results[n]["breakdowns"].get(key, []) if r["group"] == g), 0)
             rows.append([g, str(n_), *cells])
-        lines += _table(["group", "n", *order], rows)
+        lines += markdown_table(["group", "n", *order], rows)
         if f"by_{key}.png" in plots:
             lines += ["", f"![by {title}](by_{key}.png)"]
     lines += ["", "## Most frequent SOC major-group errors", "",
               "Valid predictions in another major group than the target; share = of those errors.", ""]
     rows = [[n, _group_name(e["target_group"]), _group_name(e["predicted_group"]), str(e["n"]),
              f"{100 * e['share']:.1f}%"] for n in order for e in results[n]["major_group_errors"][:5]]
-    lines += _table(["predictor", "target group", "predicted group", "n", "share"], rows)
+    lines += markdown_table(["predictor", "target group", "predicted group", "n", "share"], rows)
     if "major_group_errors.png" in plots:
         lines += ["", "![major-group errors](major_group_errors.png)"]
     return "\n".join(lines) + "\n"

@@ -6,7 +6,7 @@
 
 Modules: ``steps`` (what each predictor prompts, with which adapter, and how its output is read),
 ``answers`` (generated text -> ranked valid O*NET codes), ``records`` (a raw record -> prompt history, for
-serving), ``batch`` (the Ray Data pipeline), ``claims`` (judging the generated reasons for the report).
+serving), ``batch`` (the Ray Data pipeline), ``judged`` (judging the generated reasons for the report).
 """
 
 from __future__ import annotations
@@ -15,28 +15,21 @@ import os
 import time
 from pathlib import Path
 
+import polars as pl
+
 from jobpred.config import JobpredConfig
-from jobpred.rundir import absolute
+from jobpred.predict import batch
+from jobpred.predict.judged import judge_reasons
+from jobpred.predictions import predictions_dir, split_examples
+from jobpred.ray_utils import init_ray
+from jobpred.rundir import RunDir
 
 _EXAMPLE_COLUMNS = ["example_id", "education", "history", "target_code", "target_title"]
-
-
-def predictions_dir(run_dir: str | os.PathLike, eval_run: str | os.PathLike | None = None) -> Path:
-    """Where predictions go: ``RUN_DIR/predictions`` or, scored on another run, ``.../on-<its name>``."""
-    base = absolute(run_dir) / "predictions"
-    return base / f"on-{Path(eval_run).resolve().name}" if eval_run else base
 
 
 def run(cfg: JobpredConfig, run_dir: str | os.PathLike, eval_run: str | os.PathLike | None = None) -> dict:
     """Run ``cfg.predict.predictors`` over ``predict.split`` of ``eval_run`` (default: this run) with this
     run's adapters; write one predictions table per predictor and record the ``predict`` stage."""
-    import polars as pl
-
-    from jobpred.eval.predictions import split_examples
-    from jobpred.predict import batch
-    from jobpred.ray_utils import init_ray
-    from jobpred.rundir import RunDir
-
     run_, source = RunDir(run_dir), RunDir(eval_run or run_dir)
     p = cfg.predict
     examples = split_examples(source, p.split)
@@ -59,8 +52,6 @@ def run(cfg: JobpredConfig, run_dir: str | os.PathLike, eval_run: str | os.PathL
         stats.update(_counts(results), seconds=round(time.perf_counter() - started, 1),
                      generated_tokens=int(results["generated_tokens"].sum()))
         if p.judge_reasons:
-            from jobpred.predict.claims import judge_reasons
-
             stats["judge"] = judge_reasons(cfg, run_, results, examples)
     else:
         paths = {}

@@ -299,7 +299,7 @@ def collect(ds, total: int) -> pa.Table:
 
 def write_tables(out_dir: Path, examples: pl.DataFrame, results: pl.DataFrame, predictors: list[str]) -> dict:
     """One predictions table per predictor (PREDICTIONS_SCHEMA columns first, then the LLM extras)."""
-    from jobpred.eval.predictions import example_features
+    from jobpred.predictions import example_features
     from jobpred.schema import PREDICTIONS_SCHEMA
 
     feats = example_features(examples).collect()

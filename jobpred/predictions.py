@@ -1,4 +1,5 @@
-"""The predictions table every predictor writes, and the example features evaluation reads.
+"""The predictions table every predictor writes (baselines and LLMs alike), and the example features
+evaluation reads: the contract between the predict and eval stages.
 
     RUN_DIR/predictions/<predictor>.parquet   (schema: PREDICTIONS_SCHEMA, extra columns allowed)
 
@@ -11,15 +12,22 @@ predictor (an LLM one, say) did not write them. LLM predictors add ``reason`` an
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import polars as pl
 import pyarrow.parquet as pq
 
-from jobpred.rundir import RunDir
+from jobpred.rundir import RunDir, absolute
 from jobpred.schema import PREDICTIONS_SCHEMA
 
 PREDICTIONS_DIR = "predictions"
+
+
+def predictions_dir(run_dir: str | os.PathLike, eval_run: str | os.PathLike | None = None) -> Path:
+    """Where predictions go: ``RUN_DIR/predictions`` or, scored on another run, ``.../on-<its name>``."""
+    base = absolute(run_dir) / PREDICTIONS_DIR
+    return base / f"on-{Path(eval_run).resolve().name}" if eval_run else base
 
 
 def example_features(examples: pl.DataFrame | pl.LazyFrame) -> pl.LazyFrame:

@@ -1,7 +1,8 @@
-"""The paper's three findings, measured on a run: judged test reasons and the report's claims section.
+"""The paper's three findings, measured on a run: the report's claims section.
 
-    judge_reasons(cfg, run, results, examples)   # RUN_DIR/predict/reason_judgements.parquet
-    lines, plots = claims_section(run, pred_dir, out_dir, bootstrap=1000, seed=0)
+    lines, plots, numbers = claims_section(run, tables, scores, out_dir, bootstrap=1000, seed=0)
+
+The judged reasons it reads are written at prediction time (:mod:`jobpred.predict.judged`).
 
 Findings of the paper (Dong et al., PAKDD 2026): (a) fine-tuning brings accuracy to the level of
 fully supervised methods and above unsupervised ones; (b) joint beats two-model; (c) accuracy depends on
@@ -19,42 +20,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import polars as pl
 
-JUDGEMENTS_FILE = "predict/reason_judgements.parquet"
+from jobpred.eval.markdown import markdown_table
+from jobpred.eval.metrics import bootstrap_ci, score_frame
+from jobpred.eval.score import standardize_table
+from jobpred.predict.answers import FALLBACK_METHODS
+from jobpred.predict.judged import JUDGEMENTS_FILE
+
 SUPERVISED = ("markov", "gru")
 ZERO_SHOT = ("zero-shot", "zero-shot-reason")
 FINE_TUNED = ("joint", "joint-dpo", "two-model", "two-model-dpo")
-
-
-def judge_reasons(cfg, run, results: pl.DataFrame, examples: pl.DataFrame) -> dict:
-    """Judge every generated reason (first ``predict.judge_max_examples`` examples per predictor) with
-    ``reasons.judge`` on the three criteria; write the judgements; return counts by status."""
-    import ray
-
-    from jobpred.reasons.judge import judge_pipeline
-
-    rows = (results.filter(pl.col("reason").is_not_null() & pl.col("error").is_null()
-                           & pl.col("history_json").is_not_null())
-            .join(examples.select("example_id", "target_title"), on="example_id"))
-    if cfg.predict.judge_max_examples is not None:
-        rows = rows.group_by("predictor", maintain_order=True).head(cfg.predict.judge_max_examples)
-    if rows.height == 0:
-        return {"judged": 0}
-    cands = rows.select("example_id", (pl.col("predictor") + "|" + pl.col("example_id")).alias("candidate_id"),
-                        "history_json", "reason", "target_title", pl.lit(1).alias("n_judgeable"))
-    out = []
-    for batch in judge_pipeline(ray.data.from_arrow(cands.to_arrow()), cfg.reasons).iter_batches(
-            batch_size=None, batch_format="pyarrow"):
-        out.append(pl.from_arrow(batch))
-    judged = pl.concat(out).with_columns(pl.col("candidate_id").str.split("|").list.first().alias("predictor"))
-    judged = judged.select("predictor", "example_id", "criterion", "status", "score", "problem", "model",
-                           "prompt_version", "raw_output")
-    path = run.path / JUDGEMENTS_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    judged.write_parquet(path)
-    return {"judged": rows.height, **dict(judged.group_by("status").len().iter_rows())}
 
 
 # ---- paired comparisons -------------------------------------------------------------------------------
@@ -62,9 +38,6 @@ def judge_reasons(cfg, run, results: pl.DataFrame, examples: pl.DataFrame) -> di
 
 def per_example(path: Path) -> pl.DataFrame:
     """example_id, em (0/1), rm (AccRM credit) of one predictions table."""
-    from jobpred.eval.metrics import score_frame
-    from jobpred.eval.score import standardize_table
-
     table = pl.read_parquet(path)
     scored = score_frame(standardize_table(table)).with_columns(table["example_id"])
     return scored.select("example_id", "em", "rm")
@@ -73,16 +46,11 @@ def per_example(path: Path) -> pl.DataFrame:
 def paired_diff(a: pl.DataFrame, b: pl.DataFrame, samples: int = 1000, seed: int = 0) -> dict:
     """a - b on their common examples, in percentage points, with paired bootstrap 95% CIs."""
     both = a.join(b, on="example_id", suffix="_b")
-    rng = np.random.default_rng(seed)
     out = {"n": both.height}
-    for metric in ("em", "rm"):
+    for i, metric in enumerate(("em", "rm")):
         d = (both[metric].cast(pl.Float64) - both[f"{metric}_b"].cast(pl.Float64)).to_numpy() * 100
         out[metric] = float(d.mean()) if d.size else float("nan")
-        if d.size and samples:
-            means = d[rng.integers(0, d.size, size=(samples, d.size))].mean(axis=1)
-            out[f"{metric}_ci"] = [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
-        else:
-            out[f"{metric}_ci"] = [float("nan"), float("nan")]
+        out[f"{metric}_ci"] = list(bootstrap_ci(d, samples, seed + i))
     return out
 
 
@@ -135,9 +103,7 @@ def claims_section(run, tables: dict[str, Path], scores: dict[str, dict], out_di
              f"{bootstrap} resamples). 'reproduced': the AccRM CI is above 0 in the paper's direction; "
              "'not distinguishable': it contains 0. (a) fine-tuning reaches supervised methods and beats "
              "zero-shot; (b) joint beats two-model; (c) accuracy depends on the reason.", ""]
-    from jobpred.eval.report import _table
-
-    lines += _table(header, rows) if rows else ["No pair of predictors for these comparisons ran."]
+    lines += markdown_table(header, rows) if rows else ["No pair of predictors for these comparisons ran."]
     lines += _methods_section(tables)
     by_score, plots = _quality_vs_accuracy(run, tables, out_dir)
     if by_score.height:
@@ -147,7 +113,7 @@ def claims_section(run, tables: dict[str, Path], scores: dict[str, dict], out_di
         rows = [[r["predictor"], r["criterion"],
                  *[f"{r[f's{s}']:.0f} ({r[f'n{s}']})" if r[f"n{s}"] else "-" for s in range(1, 6)]]
                 for r in by_score.iter_rows(named=True)]
-        lines += _table(["predictor", "criterion", *[f"score {s}" for s in range(1, 6)]], rows)
+        lines += markdown_table(["predictor", "criterion", *[f"score {s}" for s in range(1, 6)]], rows)
         lines += [f"\n![accuracy vs judge score]({p})" for p in plots]
     numbers["by_judge_score"] = by_score.to_dicts()
     return lines, plots, numbers
@@ -155,8 +121,6 @@ def claims_section(run, tables: dict[str, Path], scores: dict[str, dict], out_di
 
 def _methods_section(tables: dict[str, Path]) -> list[str]:
     """How each LLM predictor's first choices were found: from the model's answer, or by a fall-back."""
-    from jobpred.predict.answers import FALLBACK_METHODS
-
     rows = []
     for name, path in tables.items():
         if "answer_method" not in pl.read_parquet_schema(path):
@@ -168,14 +132,12 @@ def _methods_section(tables: dict[str, Path]) -> list[str]:
                      ", ".join(f"{m} {n}" for m, n in sorted(counts.items(), key=lambda kv: -kv[1]))])
     if not rows:
         return []
-    from jobpred.eval.report import _table
-
     return ["", "### Where the LLM answers came from", "",
             "Share of first choices taken from the model's own output (its answer block, or a phrase of a "
             "free-text output, mapped to O*NET) rather than from a fall-back (`history`: the last occupation, "
             "i.e. the 'stay' baseline; `prior`). A predictor that mostly falls back measures the fall-back, "
             "not the model: read the comparisons above with this table.", "",
-            *_table(["predictor", "n", "from the model", "methods"], rows)]
+            *markdown_table(["predictor", "n", "from the model", "methods"], rows)]
 
 
 def _quality_vs_accuracy(run, tables: dict[str, Path], out_dir: Path) -> tuple[pl.DataFrame, list[str]]:
