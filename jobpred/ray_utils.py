@@ -1,10 +1,22 @@
-"""Starting or joining Ray the same way from the CLI, the job entry points and the tests."""
+"""Starting or joining Ray the same way from the CLI, the job entry points and the tests; worker niceness."""
 
 from __future__ import annotations
 
 import os
 
 from jobpred.config import RayConfig
+
+NICENESS_ENV = "RAY_worker_niceness"
+
+
+def niceness_env(niceness: int | None) -> dict[str, str]:
+    """Environment variables that make Ray start a worker at Unix ``niceness`` ({} for None: Ray's default).
+
+    Ray reads ``RAY_worker_niceness`` from a worker's environment when it starts it (its default is 15, which
+    on a node shared with normal-priority processes starves the worker). Put it in the ``env_vars`` of the
+    worker's runtime_env (training workers, DPO reference actors, Serve replicas).
+    """
+    return {} if niceness is None else {NICENESS_ENV: str(niceness)}
 
 
 def init_ray(cfg: RayConfig | None = None) -> None:

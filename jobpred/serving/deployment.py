@@ -29,6 +29,7 @@ from ray.serve.llm import LLMConfig, build_llm_deployment
 
 from jobpred.config import JobpredConfig
 from jobpred.config import LLMConfig as EngineSettings
+from jobpred.ray_utils import niceness_env
 from jobpred.rundir import absolute
 from jobpred.serving.app import ModelError, Settings, create_app
 from jobpred.serving.metrics import RayMetrics
@@ -108,17 +109,12 @@ def llm_config(cfg: JobpredConfig, run_dir: str | os.PathLike) -> LLMConfig:
         engine_kwargs=engine_kwargs,
         placement_group_config={"bundles": engine.placement_bundles} if engine.placement_bundles else None,
         accelerator_type=engine.accelerator_type,
-        runtime_env={"env_vars": {**engine.env, **_niceness_env(s),
+        runtime_env={"env_vars": {**engine.env, **niceness_env(s.worker_niceness),
                                   ADAPTERS_ENV: str(absolute(run_dir) / "adapters")}},
         lora_config=lora,
         deployment_config={"autoscaling_config": autoscaling, "max_ongoing_requests": s.max_ongoing_requests,
                            "ray_actor_options": {"num_cpus": s.replica_num_cpus}},
     )
-
-
-def _niceness_env(s) -> dict[str, str]:
-    """Ray reads ``RAY_worker_niceness`` from a worker's environment when it starts it (its default is 15)."""
-    return {} if s.worker_niceness is None else {"RAY_worker_niceness": str(s.worker_niceness)}
 
 
 class JobpredIngress(OpenAiIngress):
@@ -227,7 +223,7 @@ def build_application(cfg: JobpredConfig, run_dir: str | os.PathLike, digests: f
         serve.ingress()(JobpredIngress), name="JobpredIngress", num_replicas=cfg.serve.ingress_replicas,
         max_ongoing_requests=4 * cfg.serve.max_ongoing_requests * cfg.serve.max_replicas,
         ray_actor_options={"num_cpus": cfg.serve.ingress_num_cpus,
-                           "runtime_env": {"env_vars": _niceness_env(cfg.serve)}})
+                           "runtime_env": {"env_vars": niceness_env(cfg.serve.worker_niceness)}})
     return ingress.bind(
         {config.model_id: server}, {config.model_id: to_model_metadata(config.model_id, config)},
         cfg=cfg, run_dir=str(absolute(run_dir)), digests=digests)

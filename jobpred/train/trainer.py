@@ -188,8 +188,12 @@ def _trainer(tc: TrainConfig, job: AdapterJob, spec: dict, ds, run: RunDir):
 
 
 def worker_runtime_env(tc: TrainConfig) -> dict:
-    """Ray reads ``RAY_worker_niceness`` from a worker's environment when it starts it (its default is 15)."""
-    return {} if tc.worker_niceness is None else {"env_vars": {"RAY_worker_niceness": str(tc.worker_niceness)}}
+    """The runtime_env of training workers and DPO reference actors: ``train.worker_niceness``
+    (:func:`jobpred.ray_utils.niceness_env`)."""
+    from jobpred.ray_utils import niceness_env
+
+    env = niceness_env(tc.worker_niceness)
+    return {"env_vars": env} if env else {}
 
 
 def _export(checkpoint, adapter_dir: Path) -> list[dict]:
