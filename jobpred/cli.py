@@ -102,19 +102,16 @@ def _cmd_run(args: argparse.Namespace) -> None:
 
 
 def _cmd_serve(args: argparse.Namespace) -> None:
-    from jobpred.serving.security import digest, load_api_keys
+    from jobpred.serving.security import require_api_keys
 
     overrides = list(args.overrides)
     overrides += [f"serve.host={args.host}"] if args.host else []
     overrides += [f"serve.port={args.port}"] if args.port else []
     cfg = load_config(args.config, overrides)
-    keys = load_api_keys(cfg.serve.api_keys_file)
-    if not keys and not args.insecure:
-        raise ValueError("no API key: set $JOBPRED_API_KEYS (comma-separated) or serve.api_keys_file, "
-                         "or pass --insecure to serve without keys")
+    digests = require_api_keys(cfg.serve, args.insecure)
     from jobpred.serving.deployment import run_server
 
-    run_server(cfg, RunDir(args.run).path, frozenset(map(digest, keys)) if keys else None)
+    run_server(cfg, RunDir(args.run).path, digests)
 
 
 def build_parser() -> argparse.ArgumentParser:

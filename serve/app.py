@@ -13,17 +13,14 @@ from __future__ import annotations
 import os
 
 from jobpred.config import JobpredConfig, load_config
-from jobpred.serving.security import digest, load_api_keys
+from jobpred.serving.security import require_api_keys
 
 
 def build_app(cfg: JobpredConfig, run_dir: str | os.PathLike, insecure: bool = False):
     """The Serve Application for ``cfg`` and ``run_dir``; refuses to build without API keys unless insecure."""
     from jobpred.serving.deployment import build_application
 
-    keys = load_api_keys(cfg.serve.api_keys_file)
-    if not keys and not insecure:
-        raise ValueError("no API key: set $JOBPRED_API_KEYS or serve.api_keys_file (or pass insecure=true)")
-    return build_application(cfg, run_dir, frozenset(map(digest, keys)) if keys else None)
+    return build_application(cfg, run_dir, require_api_keys(cfg.serve, insecure))
 
 
 def build(args: dict):

@@ -37,6 +37,18 @@ def load_api_keys(keys_file: str | None = None, environ: dict | None = None) -> 
     return keys
 
 
+def require_api_keys(serve_cfg, insecure: bool, environ: dict | None = None) -> frozenset[str] | None:
+    """The SHA-256 digests of the API keys of ``serve_cfg`` (a :class:`jobpred.config.ServeConfig`: keys from
+    ``$JOBPRED_API_KEYS`` and ``serve.api_keys_file``), what the Serve application is built with. Without any
+    key: ValueError, unless ``insecure`` (then None: no auth). Every entry point (`jobpred serve`,
+    ``serve/app.py``) checks through here."""
+    keys = load_api_keys(serve_cfg.api_keys_file, environ)
+    if not keys and not insecure:
+        raise ValueError(f"no API key: set ${KEYS_ENV} (comma-separated) or serve.api_keys_file, or serve "
+                         "without keys (`jobpred serve --insecure`, `serve run serve.app:build ... insecure=true`)")
+    return frozenset(map(digest, keys)) if keys else None
+
+
 def digest(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
