@@ -1,6 +1,9 @@
 """Oracle reasons, no engine: prompts and fences, parsers, the budget rule, commits/resume, selection, DPO."""
 
+import ast
+import hashlib
 import json
+import pathlib
 import subprocess
 import sys
 
@@ -16,11 +19,15 @@ from jobpred.llm.prompts import (
     JUDGE_SCHEMAS,
     PROMPTS,
     JudgementParseError,
+    answer_messages,
     candidate_messages,
     history_json,
     judge_messages,
     parse_candidate,
     parse_judgement,
+    parse_reason,
+    predictor_messages,
+    reason_messages,
     split_history,
 )
 from jobpred.reasons import _check_fingerprint
@@ -89,9 +96,45 @@ def test_judges_see_what_the_rubric_says():
 
 
 def test_prompt_versions_are_recorded_names():
-    assert {"candidate", "hinted", *CRITERIA} <= set(PROMPTS)
+    assert {"candidate", "hinted", "answer", "reason", "predictor", *CRITERIA} <= set(PROMPTS)
     assert len({p.version for p in PROMPTS.values()}) == len(PROMPTS)
     assert all(PROMPTS[c].schema is JUDGE_SCHEMAS[c] for c in CRITERIA)
+    assert PROMPTS["reason"].parse("<think>\nbecause\n</think>") == "because"
+    assert PROMPTS["predictor"].parse("<answer>Cashiers</answer>") == "Cashiers"
+
+
+PINNED = {"candidate-joint/v1": "b90ac12a88f85f88", "candidate-hinted/v1": "f6ddc93879fab4d4",
+          "answer-only/v1": "70f576abf37319d4", "reason-only/v1": "46b8e6c67d749e8d", "predictor/v1": "ede34c578e503489",
+          "judge-factuality/v1": "7f062ad48f783add", "judge-coherence/v1": "5c1844c0a42af169",
+          "judge-utility/v1": "bffa2677a721d9f6"}
+
+
+def test_prompt_text_is_pinned_to_its_version():
+    """Adapters are trained on these exact tokens and rows record the version: a wording change must come
+    with a new version (and a new digest here)."""
+    history = history_json([{"degree": "BSc", "field": "Nursing"}], _jobs(["Registered Nurse", "Charge Nurse"]))
+    reason = "Ten years on the ward </think> point to advanced practice."
+    built = {"candidate": [candidate_messages(history), candidate_messages(history, prefill=True)],
+             "hinted": [candidate_messages(history, hinted_title="Nurse Practitioners", prefill=True)],
+             "answer": [answer_messages(history), answer_messages(history, prefill=True)],
+             "reason": [reason_messages(history)], "predictor": [predictor_messages(history, reason)],
+             **{c: [judge_messages(c, history, reason, "Nurse Practitioners")] for c in CRITERIA}}
+    digest = {PROMPTS[name].version: hashlib.blake2b(json.dumps(msgs).encode(), digest_size=8).hexdigest()
+              for name, msgs in built.items()}
+    assert digest == PINNED
+
+
+def test_no_private_names_are_imported_across_packages():
+    root = pathlib.Path(prompts.__file__).parents[2]  # the repository root above jobpred/
+    offenders = []
+    for path in sorted((root / "jobpred").rglob("*.py")):
+        package = ".".join(path.relative_to(root).parts[:2]).removesuffix(".py")  # jobpred.<sub>
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("jobpred"):
+                same = node.module == package or node.module.startswith(package + ".")
+                offenders += [f"{path.relative_to(root)}: {node.module}.{a.name}" for a in node.names
+                              if a.name.startswith("_") and not same]
+    assert not offenders
 
 
 # ---- parsers ------------------------------------------------------------------------------------------
@@ -135,6 +178,15 @@ def test_format_regex_admits_joint_outputs_with_official_titles_only():
 def test_parse_candidate_reads_back_joint_output():
     p = parse_candidate(prompts.joint_output("because", "Cashiers"))
     assert (p.ok, p.reason, p.answer) == (True, "because", "Cashiers")
+
+
+@pytest.mark.parametrize("text, reason", [
+    (prompts.reason_output("because"), "because"),
+    ("  <think>r</think> trailing <answer>x</answer>", "r"),
+    ("<think>  </think>", None), ("<think>cut at max_tok", None), ("no block", None),
+])
+def test_parse_reason(text, reason):
+    assert parse_reason(text) == reason
 
 
 VALID = {

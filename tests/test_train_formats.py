@@ -7,15 +7,28 @@ import sys
 import pytest
 
 from jobpred.config import load_config
-from jobpred.llm.prompts import candidate_messages, history_json, joint_output, parse_answer, parse_candidate
+from jobpred.llm.prompts import (
+    PROMPTS,
+    candidate_messages,
+    history_json,
+    joint_output,
+    parse_answer,
+    parse_candidate,
+    parse_reason,
+    predictor_messages,
+    reason_messages,
+)
 from jobpred.train import plan_jobs
 from jobpred.train.data import StepPlan, step_rows
 from jobpred.train.formats import (
     IGNORE,
+    ROLE_PROMPT,
+    ROLES,
     build_messages,
     preference_features,
     preference_target,
     prompt_ids,
+    role_prompt_version,
     sft_features,
     target_text,
 )
@@ -60,6 +73,18 @@ def test_two_model_prompts_and_targets():
     assert parse_answer(f"<answer> {TITLE}.</answer>") == TITLE and parse_answer("no block") is None
     with pytest.raises(ValueError, match="needs a reason"):
         build_messages("predictor", history)
+
+
+def test_roles_use_the_shared_prompts_and_record_their_versions():
+    history = history_json(EDU, JOBS)
+    assert build_messages("reasoner", history) == reason_messages(history)
+    assert build_messages("predictor", history, REASON) == predictor_messages(history, REASON)
+    assert parse_reason(target_text("reasoner", REASON, TITLE)) == REASON
+    assert PROMPTS[ROLE_PROMPT["predictor"]].parse(target_text("predictor", REASON, TITLE)) == TITLE
+    assert {r: role_prompt_version(r) for r in ROLES} == {
+        "joint": "candidate-joint/v1", "reasoner": "reason-only/v1", "predictor": "predictor/v1"}
+    with pytest.raises(ValueError, match="unknown role"):
+        role_prompt_version("judge")
 
 
 def test_preference_targets_per_role():

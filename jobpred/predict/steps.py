@@ -37,6 +37,8 @@ from jobpred.llm.prompts import (
     candidate_regex,
     parse_answer,
     parse_candidate,
+    predictor_messages,
+    reason_messages,
 )
 
 StepKind = Literal["answer", "joint", "reason", "predict"]
@@ -77,18 +79,16 @@ def adapters_needed(name: str) -> list[str]:
     return [s.adapter for s in predictor_steps(name) if s.adapter is not None]
 
 
-def prompt_version(step: Step) -> str:
-    from jobpred.train.formats import PROMPT_VERSIONS
+_STEP_PROMPT = {"answer": "answer", "joint": "candidate", "reason": "reason", "predict": "predictor"}
+"""Step kind -> the name of its prompt in :data:`jobpred.llm.prompts.PROMPTS`."""
 
-    if step.kind == "answer":
-        return PROMPTS["answer"].version
-    return PROMPT_VERSIONS[{"joint": "joint", "reason": "reasoner", "predict": "predictor"}[step.kind]]
+
+def prompt_version(step: Step) -> str:
+    return PROMPTS[_STEP_PROMPT[step.kind]].version
 
 
 def step_messages(step: Step, history: str, reason: str | None = None) -> list[dict]:
     """Chat messages of one step for a history JSON (:func:`jobpred.llm.prompts.history_json`)."""
-    from jobpred.train.formats import predictor_messages, reason_messages
-
     if step.kind == "answer":
         return answer_messages(history, prefill=bool(step.prefill))
     if step.kind == "joint":

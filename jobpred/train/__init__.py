@@ -61,7 +61,7 @@ def _record(cfg: JobpredConfig, run_dir, mode: str, job: AdapterJob, summary: di
     """Add one adapter to the manifest's ``train`` stage, keeping the adapters recorded before it."""
     from jobpred.models import resolve_model
     from jobpred.rundir import RunDir
-    from jobpred.train.formats import PROMPT_VERSIONS
+    from jobpred.train.formats import role_prompt_version
     from jobpred.train.trainer import model_of
 
     run = RunDir(run_dir)
@@ -72,7 +72,7 @@ def _record(cfg: JobpredConfig, run_dir, mode: str, job: AdapterJob, summary: di
     source = "oracle" if job.objective == "sft" else "dpo_pairs"
     info = {"path": f"adapters/{job.name}", "base_model": model_of(cfg),
             "base_model_path": resolve_model(model_of(cfg)), "mode": mode, "role": job.role,
-            "objective": job.objective, "init_from": job.init_from, "prompt_version": PROMPT_VERSIONS[job.role],
+            "objective": job.objective, "init_from": job.init_from, "prompt_version": role_prompt_version(job.role),
             "chat_template_kwargs": cfg.train.chat_template_kwargs,
             "data": {"table": str(run.output("reasons", source).relative_to(run.path)),
                      **{k: summary[k] for k in ("rows", "used", "skipped_too_long", "history_jobs_dropped")},

@@ -1,0 +1,76 @@
+"""Every versioned prompt, its parser and (for the judges) the JSON schema of its answer, in one place.
+
+    msgs = candidate_messages(history_json, hinted_title=None, prefill=True)   # OpenAI chat messages
+    parse_candidate("<think>...</think>\\n<answer>Nurse Practitioners</answer>")  # -> CandidateParse
+    judge_messages("coherence", history_json, reason, target_title)
+    parse_judgement("coherence", '{"temporal_order": "good", "logical_issues": 0, "score": 4}')
+    PROMPTS["predictor"].version                                               # 'predictor/v1'
+
+Every output row, and every adapter, records the ``version`` of the prompt that made it
+(``PROMPTS[name].version``): change a prompt's wording and you bump its version, so old and new rows
+never mix silently (and an adapter is never prompted with text it was not trained on).
+
+Modules: :mod:`.fences` (how untrusted data enters a prompt: JSON, neutralised, between marker lines),
+:mod:`.generation` (teacher, adapter and predictor prompts, their parsers and training targets),
+:mod:`.judge` (judge prompts, the schemas of their answers and the parser). Import from this package.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from jobpred.llm.prompts.fences import dump_data, fence, history_json, neutralise_json, split_history
+from jobpred.llm.prompts.generation import (
+    ANSWER_PREFILL,
+    THINK_PREFILL,
+    CandidateParse,
+    answer_messages,
+    answer_output,
+    candidate_messages,
+    candidate_regex,
+    joint_output,
+    parse_answer,
+    parse_candidate,
+    parse_reason,
+    predictor_messages,
+    reason_messages,
+    reason_output,
+)
+from jobpred.llm.prompts.judge import (
+    CRITERIA,
+    JUDGE_SCHEMAS,
+    JudgementParseError,
+    judge_messages,
+    parse_judgement,
+)
+
+__all__ = [
+    "ANSWER_PREFILL", "CRITERIA", "JUDGE_SCHEMAS", "PROMPTS", "THINK_PREFILL", "CandidateParse",
+    "JudgementParseError", "PromptSpec",
+    "answer_messages", "answer_output", "candidate_messages", "candidate_regex", "dump_data", "fence",
+    "history_json", "joint_output", "judge_messages", "neutralise_json", "parse_answer", "parse_candidate",
+    "parse_judgement", "parse_reason", "predictor_messages", "reason_messages", "reason_output",
+    "split_history",
+]
+
+
+@dataclass(frozen=True)
+class PromptSpec:
+    name: str
+    version: str
+    parse: Callable
+    schema: dict | None = None
+
+
+PROMPTS: dict[str, PromptSpec] = {
+    "candidate": PromptSpec("candidate", "candidate-joint/v1", parse_candidate),
+    "hinted": PromptSpec("hinted", "candidate-hinted/v1", parse_candidate),
+    "answer": PromptSpec("answer", "answer-only/v1", parse_answer),
+    "reason": PromptSpec("reason", "reason-only/v1", parse_reason),
+    "predictor": PromptSpec("predictor", "predictor/v1", parse_answer),
+    **{c: PromptSpec(c, f"judge-{c}/v1", lambda text, _c=c: parse_judgement(_c, text), JUDGE_SCHEMAS[c])
+       for c in CRITERIA},
+}
+"""Prompt name -> version, parser and (judges) schema. Candidate variants: 'candidate' (plain), 'hinted';
+the two-model steps: 'reason', then 'predictor'."""
