@@ -1,7 +1,7 @@
 """The `jobpred` command line: thin argument parsing over the library's stage functions.
 
-    jobpred synth     --persons N --seed S --out PATH [KEY=VALUE ...]
-    jobpred prepare   --input PATH [--format jsonl|parquet|jobhop|karrierewege|decorte] --run RUN_DIR
+    jobpred synth     --persons N --seed S (--out PATH | --run RUN_DIR) [KEY=VALUE ...]
+    jobpred prepare   [--input PATH] [--format jsonl|parquet|jobhop|karrierewege|decorte] --run RUN_DIR
     jobpred normalize [TITLE ...] [--input FILE] [--top-k K]
     jobpred score     --input FILE [--predictor NAME]        (one JSON object: AccEM, AccRM, ...)
     jobpred evaluate  --config CFG --run RUN_DIR [--baselines-only] [--eval-run OTHER_RUN_DIR]   (then the report)
@@ -11,37 +11,44 @@
     jobpred run       --config CFG [--run RUN_DIR] [--force STAGE ...]   (all of the above; skips what is done)
     jobpred serve     --config CFG --run RUN_DIR [--host H] [--port P] [--insecure]   (Ray Serve; API keys)
 
-Each stage subcommand calls the function of :mod:`jobpred.stages` that `jobpred run` and
-``python -m pipelines.<stage>`` call. Stages that take a config accept ``--config configs/local.yaml`` and dotted overrides such as
+Each stage subcommand is built from its :class:`jobpred.stages.Stage` (options, help) and calls its
+``run``, as `jobpred run` and ``python -m pipelines.<stage>`` do. Stages that take a config accept ``--config configs/local.yaml`` and dotted overrides such as
 ``prepare.seed=3``. Errors in the input or the config print one line and exit with status 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 
-from jobpred import stages
 from jobpred.config import load_config
-from jobpred.pipeline import STAGE_NAMES
+from jobpred.pipeline import default_run_dir, run_all
 from jobpred.rundir import RunDir
 from jobpred.stages import INPUT_FORMATS as FORMATS
+from jobpred.stages import STAGE, STAGE_NAMES, STAGES, Option, Stage
 
 
-def _cmd_synth(args: argparse.Namespace) -> None:
+def _cmd_stage(stage: Stage, args: argparse.Namespace) -> None:
+    """A stage subcommand: its options become dotted overrides or keywords of ``Stage.run``."""
     overrides = list(args.overrides)
-    if args.persons is not None:
-        overrides.append(f"synth.persons={args.persons}")
-    if args.seed is not None:
-        overrides.append(f"synth.seed={args.seed}")
-    print(json.dumps(stages.synth(load_config(args.config, overrides), args.out, progress=not args.quiet)))
+    options = {}
+    for opt in stage.options:
+        value = getattr(args, _dest(opt))
+        if opt.override is not None:
+            overrides += [f"{opt.override}={value}"] if value is not None else []
+        else:
+            options[opt.dest] = value
+    cfg = load_config(args.config, overrides)
+    result = stage.run(cfg, args.run, **options)
+    if stage.name == "evaluate":  # `jobpred evaluate` writes the report too (`jobpred run` has it as a stage)
+        result.update(STAGE["report"].run(cfg, args.run, eval_run=options["eval_run"]))
+    print(json.dumps(result, indent=2, default=str))
 
 
-def _cmd_prepare(args: argparse.Namespace) -> None:
-    overrides = list(args.overrides) + ([f"prepare.engine={args.engine}"] if args.engine else [])
-    summary = stages.prepare(load_config(args.config, overrides), args.input, args.run, input_format=args.format)
-    print(json.dumps(summary, indent=2))
+def _dest(opt: Option) -> str:
+    return opt.flags[0].lstrip("-").replace("-", "_")
 
 
 def _cmd_normalize(args: argparse.Namespace) -> None:
@@ -70,30 +77,7 @@ def _cmd_score(args: argparse.Namespace) -> None:
     print(json.dumps(score_file(args.input, args.predictor, bootstrap=args.bootstrap, seed=args.seed)))
 
 
-def _cmd_evaluate(args: argparse.Namespace) -> None:
-    cfg = load_config(args.config, args.overrides)
-    result = stages.evaluate(cfg, args.run, eval_run=args.eval_run, baselines_only=args.baselines_only)
-    result.update(stages.report(cfg, args.run, args.eval_run))  # `jobpred run` has the report as its own stage
-    print(json.dumps(result, indent=2, default=str))
-
-
-def _cmd_report(args: argparse.Namespace) -> None:
-    print(json.dumps(stages.report(load_config(args.config, args.overrides), args.run, args.eval_run), indent=2,
-                     default=str))
-
-
-def _cmd_reasons(args: argparse.Namespace) -> None:
-    print(json.dumps(stages.reasons(load_config(args.config, args.overrides), args.run), indent=2, default=str))
-
-
-def _cmd_train(args: argparse.Namespace) -> None:
-    result = stages.train(load_config(args.config, args.overrides), args.run, mode=args.mode, dpo=args.dpo)
-    print(json.dumps(result, indent=2, default=str))
-
-
 def _cmd_run(args: argparse.Namespace) -> None:
-    from jobpred.pipeline import default_run_dir, run_all
-
     cfg = load_config(args.config, args.overrides)
     if args.format and not args.input:
         raise ValueError("--format needs --input")
@@ -118,23 +102,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="jobpred", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("synth", help="write synthetic career records grounded in O*NET")
-    p.add_argument("--persons", type=int, help="number of persons (synth.persons)")
-    p.add_argument("--seed", type=int, help="random seed (synth.seed)")
-    p.add_argument("--out", required=True, help="PATH.jsonl, or a directory for Parquet parts")
-    p.add_argument("--config", help="YAML preset (configs/*.yaml)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides")
-    p.set_defaults(func=_cmd_synth)
-
-    p = sub.add_parser("prepare", help="validate records, normalise titles, build and split examples")
-    p.add_argument("--input", required=True, help="a .jsonl/.parquet file or a directory of them")
-    p.add_argument("--format", choices=FORMATS, help="input format (default: from the file suffix)")
-    p.add_argument("--run", "--out", dest="run", required=True, help="run directory")
-    p.add_argument("--config", help="YAML preset (configs/*.yaml)")
-    p.add_argument("--engine", choices=("ray", "local"), help="prepare.engine")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides")
-    p.set_defaults(func=_cmd_prepare)
+    for stage in STAGES:
+        p = sub.add_parser(stage.name, help=stage.help)
+        p.add_argument("--run", *(("--out",) if stage.name == "prepare" else ()), dest="run",
+                       required=stage.needs_run, help="run directory" + (" (resumes if killed)" if stage.resumable else ""))
+        p.add_argument("--config", help="YAML preset (configs/*.yaml)")
+        for opt in stage.options:
+            p.add_argument(*opt.flags, dest=_dest(opt), help=opt.help, **opt.kwargs)
+        p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides")
+        p.set_defaults(func=functools.partial(_cmd_stage, stage))
 
     p = sub.add_parser("normalize", help="map raw job titles to O*NET-SOC 2019 (JSON lines out)")
     p.add_argument("titles", nargs="*", metavar="TITLE")
@@ -150,38 +126,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% CIs")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     p.set_defaults(func=_cmd_score)
-
-    p = sub.add_parser("evaluate", help="run predictors on a run directory and write its report")
-    p.add_argument("--run", required=True, help="run directory (after `jobpred prepare`)")
-    p.add_argument("--config", help="YAML preset (configs/*.yaml); its `baselines` section")
-    p.add_argument("--baselines-only", action="store_true",
-                   help="only the baselines (popular, stay, markov, gru), not the LLM predictors")
-    p.add_argument("--eval-run", help="score this run's models on the test split of another run directory "
-                   "(predictions and report under RUN_DIR/{predictions,report}/on-<its name>/)")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides")
-    p.set_defaults(func=_cmd_evaluate)
-
-    p = sub.add_parser("report", help="scores, paired CIs, claims and plots of a run's predictions (RUN_DIR/report/)")
-    p.add_argument("--run", required=True, help="run directory (after `jobpred evaluate`)")
-    p.add_argument("--config", help="YAML preset (configs/*.yaml); its bootstrap settings (baselines section)")
-    p.add_argument("--eval-run", help="report the predictions made on this other run's test split")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides")
-    p.set_defaults(func=_cmd_report)
-
-    p = sub.add_parser("reasons", help="oracle reasons: teacher candidates, LLM judge, selection, DPO pairs")
-    p.add_argument("--run", required=True, help="run directory (after `jobpred prepare`); resumes if killed")
-    p.add_argument("--config", help="YAML preset (configs/*.yaml); its `reasons` section")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides")
-    p.set_defaults(func=_cmd_reasons)
-
-    p = sub.add_parser("train", help="LoRA fine-tuning on oracle reasons with Ray Train (SFT, then DPO)")
-    p.add_argument("--run", required=True, help="run directory (after `jobpred reasons`); resumes if killed")
-    p.add_argument("--config", help="YAML preset (configs/*.yaml); its `train` section")
-    p.add_argument("--mode", choices=("joint", "two-model"),
-                   help="only this mode (default: every adapter the configured predictors need, as `jobpred run`)")
-    p.add_argument("--dpo", action="store_true", default=None, help="DPO after SFT (train.dpo.enabled)")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides")
-    p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("serve", help="Ray Serve: /v1/predict, OpenAI-compatible routes, LoRA adapters as models")
     p.add_argument("--run", required=True, help="run directory (its adapters/ are served as <model>:<name>)")

@@ -6,14 +6,10 @@ Run as:
     jobpred run --config configs/local.yaml --input data/jobhop.csv --format jobhop     # real data, no synth
     ray job submit --working-dir . -- python -m pipelines.run --config configs/cluster-qwen3-8b.yaml --run RUN
 
-| stage    | does                                                     | config it reads          | outputs (RUN_DIR/) |
-|----------|----------------------------------------------------------|--------------------------|--------------------|
-| synth    | synthetic persons (skipped with ``input``)               | synth                    | input/persons.jsonl |
-| prepare  | validate, normalise titles, examples, splits             | prepare, the input       | examples/ ...      |
-| reasons  | oracle reasons (teacher, judge, selection, DPO pairs)    | reasons                  | reasons/           |
-| train    | LoRA adapters on Ray Train (see train_jobs)              | model, train, predictors | adapters/, train/  |
-| evaluate | baselines + LLM predictors on the test split             | model, baselines, predict| predictions/       |
-| report   | scores, CIs, plots                                       | bootstrap settings       | report/            |
+The stages are :data:`jobpred.stages.STAGES` (synth, prepare, reasons, train, evaluate, report): each
+says what config it reads (``Stage.reads``, plus the input for prepare) and what it writes
+(``Stage.outputs``); this module only decides what to skip, clears what is redone and keeps its records.
+Synth is skipped when an ``input`` is given.
 
 **Skipping.** When a stage finishes, the ``run`` entry of ``manifest.json`` gets its key: a hash of the
 config it reads chained with the previous stage's key (so a change upstream changes every key below it),
@@ -30,58 +26,28 @@ evaluate and report; ``--force report`` only the report.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import os
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-from jobpred import stages
 from jobpred.config import JobpredConfig
 from jobpred.rundir import RunDir, absolute
-from jobpred.stages import train_jobs
+from jobpred.stages import STAGE, STAGE_NAMES, STAGES, SYNTH_INPUT, Stage, input_format_of, train_jobs
+from jobpred.train import plan_jobs
 
 RECORD = "run"  # the manifest entry this module keeps: one key per finished stage
 
 
-@dataclass(frozen=True)
-class Stage:
-    name: str
-    roots: tuple[str, ...]  # outputs, relative to RUN_DIR: deleted when redone; manifest entries under them are its
-
-
-STAGES = (
-    Stage("synth", ("input/persons.jsonl", "input/persons.jsonl.traits.parquet")),
-    Stage("prepare", ("examples", "rejected.jsonl", "summary.json")),
-    Stage("reasons", ("reasons",)),
-    Stage("train", ("adapters", "train")),
-    Stage("evaluate", ("predictions", "predict", "ray_train")),
-    Stage("report", ("report",)),
-)
-STAGE_NAMES = tuple(s.name for s in STAGES)
-SYNTH_INPUT = "input/persons.jsonl"
-_RESUMABLE = ("reasons", "train")  # stages that pick up their own committed work when run again
-
-
 def sections(cfg: JobpredConfig, stage: str, input_spec: dict) -> dict:
-    """The config a stage reads, as JSON-able data (what its key hashes)."""
-    if stage == "synth":
-        return {"synth": cfg.synth.model_dump(mode="json")}
-    if stage == "prepare":
-        return {"prepare": cfg.prepare.model_dump(mode="json"), "input": input_spec}
-    if stage == "reasons":
-        return {"reasons": cfg.reasons.model_dump(mode="json")}
-    if stage == "train":
-        return {"model": cfg.model, "train": cfg.train.model_dump(mode="json"), "jobs": train_jobs(cfg)}
-    if stage == "evaluate":
-        return {"model": cfg.model, "predict": cfg.predict.model_dump(mode="json"),
-                "judge": cfg.reasons.judge.model_dump(mode="json"),
-                "baselines": cfg.baselines.model_dump(mode="json", exclude={"bootstrap_samples", "bootstrap_seed"})}
-    if stage == "report":
-        return {"bootstrap_samples": cfg.baselines.bootstrap_samples, "bootstrap_seed": cfg.baselines.bootstrap_seed}
-    raise ValueError(f"unknown stage {stage!r}; expected one of {STAGE_NAMES}")
+    """The config a stage reads, as JSON-able data (what its key hashes); prepare's includes its input."""
+    if stage not in STAGE:
+        raise ValueError(f"unknown stage {stage!r}; expected one of {STAGE_NAMES}")
+    own = STAGE[stage].reads(cfg)
+    return {**own, "input": input_spec} if stage == "prepare" else own
 
 
 def _digest(data) -> str:
@@ -103,7 +69,7 @@ def _entries(manifest: dict, stage: Stage) -> dict[str, str]:
     found = {}
     for name, entry in manifest["stages"].items():
         outputs = entry.get("outputs") or {}
-        if any(_under(rel, stage.roots) for rel in outputs.values()):
+        if any(_under(rel, stage.outputs) for rel in outputs.values()):
             found[name] = _digest(entry)
     return found
 
@@ -119,8 +85,8 @@ def _status(stage: Stage, done: dict | None, keys: dict, manifest: dict, force: 
     if stage.name in force:
         return "redo", "forced"
     if done is None:
-        if any((run_dir / r).exists() for r in stage.roots):
-            how = "resumes its committed work" if stage.name in _RESUMABLE else "starts over"
+        if any((run_dir / r).exists() for r in stage.outputs):
+            how = "resumes its committed work" if stage.resumable else "starts over"
             return "run", f"it did not finish last time; {how}"
         return "run", "not run yet"
     if done["key"] != keys["key"]:
@@ -168,7 +134,7 @@ def run_all(cfg: JobpredConfig, run_dir, force: set[str] = frozenset(), progress
     career records instead of synthesizing them.
     """
     run = RunDir(run_dir)  # absolute from here on: the stages hand it to Ray workers
-    input_spec = ({"path": str(absolute(input_path)), "format": stages.input_format_of(input_path, input_format)}
+    input_spec = ({"path": str(absolute(input_path)), "format": input_format_of(input_path, input_format)}
                   if input_path else {"synth": SYNTH_INPUT})
     steps = plan(cfg, run.path, set(force), input_spec)
     keys = stage_keys(cfg, input_spec)
@@ -187,7 +153,7 @@ def run_all(cfg: JobpredConfig, run_dir, force: set[str] = frozenset(), progress
         say(f"{tag} {'redoing' if action == 'redo' else 'starting'} ({why})", flush=True)
         t = time.perf_counter()
         try:
-            result = _RUNNERS[stage.name](cfg, run.path, input_spec, progress)
+            result = stage.run(cfg, run.path, **_options(stage, input_spec, progress))
         except BaseException:
             say(f"{tag} FAILED after {_fmt(time.perf_counter() - t)}", flush=True)
             raise
@@ -208,11 +174,9 @@ def _fmt(seconds: float) -> str:
 def _clear(run: RunDir, cfg: JobpredConfig, stages: list[Stage]) -> None:
     """Delete the outputs and manifest entries of stages about to be redone, and their `run` records."""
     manifest = run.manifest()
-    roots = [run.path / r for s in stages for r in s.roots]
+    roots = [run.path / r for s in stages for r in s.outputs]
     if "train" in {s.name for s in stages} and cfg.train.storage_path:
         # Ray Train checkpoints outside the run directory: they would be resumed by a redone train
-        from jobpred.train import plan_jobs
-
         roots += [absolute(cfg.train.storage_path) / j.name for m, d in train_jobs(cfg) for j in plan_jobs(m, d)]
     for path in roots:
         if path.is_dir():
@@ -236,46 +200,16 @@ def _remember(run: RunDir, cfg: JobpredConfig, stage: Stage, keys: dict, seconds
 
 
 def _now() -> str:
-    import datetime as dt
-
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
-# ---- the stages: each calls the function of jobpred.stages that its own command calls --------------------
-
-
-def _synth(cfg: JobpredConfig, run_dir: Path, input_spec: dict, progress: bool) -> dict:
-    summary = stages.synth(cfg, run_dir / SYNTH_INPUT, progress=progress)
-    # synth writes no manifest entry of its own (it has no run directory); this one makes it skippable
-    RunDir(run_dir).record_stage("synth", outputs={"persons": SYNTH_INPUT}, config=cfg.synth,
-                                 counts={k: v for k, v in summary.items() if isinstance(v, int)})
-    return summary
-
-
-def _prepare(cfg: JobpredConfig, run_dir: Path, input_spec: dict, progress: bool) -> dict:
-    if "synth" in input_spec:
-        return stages.prepare(cfg, run_dir / SYNTH_INPUT, run_dir, input_format="jsonl")
-    return stages.prepare(cfg, input_spec["path"], run_dir, input_format=input_spec["format"])
-
-
-def _reasons(cfg: JobpredConfig, run_dir: Path, input_spec: dict, progress: bool) -> dict:
-    return stages.reasons(cfg, run_dir)
-
-
-def _train(cfg: JobpredConfig, run_dir: Path, input_spec: dict, progress: bool) -> dict:
-    return stages.train(cfg, run_dir)
-
-
-def _evaluate(cfg: JobpredConfig, run_dir: Path, input_spec: dict, progress: bool) -> dict:
-    return stages.evaluate(cfg, run_dir)
-
-
-def _report(cfg: JobpredConfig, run_dir: Path, input_spec: dict, progress: bool) -> dict:
-    return stages.report(cfg, run_dir)
-
-
-_RUNNERS = {"synth": _synth, "prepare": _prepare, "reasons": _reasons, "train": _train, "evaluate": _evaluate,
-            "report": _report}
+def _options(stage: Stage, input_spec: dict, progress: bool) -> dict:
+    """The options `jobpred run` gives a stage: its defaults, but for the input and the progress bar."""
+    if stage.name == "synth":
+        return {"quiet": not progress}
+    if stage.name == "prepare" and "synth" not in input_spec:
+        return {"input": input_spec["path"], "input_format": input_spec["format"]}
+    return {}
 
 
 def default_run_dir(cfg: JobpredConfig) -> str:

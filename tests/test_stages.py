@@ -7,6 +7,7 @@ run through these same entry points in tests/test_demo.py (the smoke run and its
 """
 
 import inspect
+import json
 import runpy
 import sys
 from pathlib import Path
@@ -23,15 +24,15 @@ STAGE_FUNCTIONS = ("synth", "prepare", "reasons", "train", "evaluate", "report")
 
 
 class Recorder:
-    """Stands in for every function of jobpred.stages; remembers (stage, args) with paths as given."""
+    """Stands in for the body of every stage (``Stage.fn``); remembers (stage, args) with paths as given."""
 
     def __init__(self, monkeypatch):
         self.calls: list[tuple[str, dict]] = []
-        for name in STAGE_FUNCTIONS:
-            monkeypatch.setattr(stages, name, self._make(name))
+        for stage in stages.STAGES:
+            monkeypatch.setattr(stage, "fn", self._make(stage.name, stage.fn))
 
-    def _make(self, name):
-        signature = inspect.signature(getattr(stages, name))
+    def _make(self, name, fn):
+        signature = inspect.signature(fn)
 
         def record(*args, **kwargs):
             bound = signature.bind(*args, **kwargs)
@@ -40,12 +41,13 @@ class Recorder:
             cfg = given.pop("cfg")
             self.calls.append((name, {"cfg": cfg.model_dump(mode="json"),
                                       **{k: str(v) if isinstance(v, Path) else v for k, v in given.items()}}))
-            args = [given[k] for k in list(given)[:2]]
+            run_dir = given["run_dir"]
             if name == "synth":  # the pipeline checks that its outputs exist before it records them
-                Path(args[0]).parent.mkdir(parents=True, exist_ok=True)
-                Path(args[0]).write_text("{}\n")
+                out = Path(given["out"] or run_dir / stages.SYNTH_INPUT)
+                out.parent.mkdir(parents=True, exist_ok=True)
+                out.write_text("{}\n")
             if name == "report":
-                run = RunDir(args[0])
+                run = RunDir(run_dir)
                 (run.path / "report").mkdir(parents=True, exist_ok=True)
                 (run.path / "report" / "report.md").write_text("# r\n")
                 run.record_stage("report", outputs={"report": "report/report.md"})
@@ -93,15 +95,13 @@ def test_jobpred_run_calls_each_stage_function_as_its_subcommand_does(monkeypatc
     by_stage = {name: args for name, args in rec.take()}
     assert list(by_stage) == list(STAGE_FUNCTIONS)
     run = str(tmp_path / "runs" / "x")
-    for stage in ("reasons", "train", "evaluate", "report"):
-        cli.main([stage, "--config", SMOKE, "--run", "runs/x"])
+    for stage in STAGE_FUNCTIONS:
+        assert cli.main([stage, "--config", SMOKE, "--run", "runs/x", *(["--quiet"] if stage == "synth" else [])]) == 0
         alone = rec.take()[0][1]
-        # the pipeline passes an absolute run directory; the subcommand passes what it was given and the
-        # stage function resolves it first thing -- both reach the same directory
-        assert str(RunDir(alone.pop("run_dir")).path) == by_stage[stage].pop("run_dir") == run
+        # the relative --run reaches the stage body resolved, as the pipeline's absolute one does
         assert alone == by_stage[stage], stage
-    assert by_stage["prepare"]["input_path"] == f"{run}/input/persons.jsonl" and by_stage["prepare"]["run_dir"] == run
-    assert by_stage["synth"]["out"] == f"{run}/input/persons.jsonl"
+        assert alone["run_dir"] == run
+    assert by_stage["prepare"]["input"] is None and by_stage["synth"]["out"] is None  # defaults: in the run
 
 
 def test_a_run_directory_is_absolute_from_the_moment_it_is_opened(tmp_path, monkeypatch):
@@ -121,10 +121,10 @@ def test_the_train_stage_trains_what_jobpred_run_trains_unless_a_mode_is_named(m
         (str(run_dir), mode, dpo)) or {f"{mode}-adapter": {}})
     cfg = load_config(SMOKE, ["predict.predictors=[joint,two-model]"])
     monkeypatch.chdir(tmp_path)
-    assert stages.train(cfg, "r") == {"joint-adapter": {}, "two-model-adapter": {}}
+    assert stages.STAGE["train"].run(cfg, "r") == {"joint-adapter": {}, "two-model-adapter": {}}
     assert calls == [(str(tmp_path / "r"), "joint", False), (str(tmp_path / "r"), "two-model", False)]
     calls.clear()
-    stages.train(cfg, "r", mode="two-model", dpo=True)
+    stages.STAGE["train"].run(cfg, "r", mode="two-model", dpo=True)
     assert calls == [(str(tmp_path / "r"), "two-model", True)]
 
 
@@ -140,5 +140,17 @@ def test_an_empty_input_is_a_clear_error_not_a_ray_crash(tmp_path):
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
     with pytest.raises(ValueError, match="has no records"):
-        stages.prepare(load_config(None, ["prepare.engine=ray"]), empty, tmp_path / "r")
+        stages.STAGE["prepare"].run(load_config(None, ["prepare.engine=ray"]), tmp_path / "r", input=empty)
     assert cli.main(["prepare", "--input", str(empty), "--run", str(tmp_path / "r")]) == 2
+
+
+def test_every_stage_is_one_object_behind_its_subcommand_and_its_ray_job_module():
+    cfg = load_config(SMOKE)
+    parser = cli.build_parser()
+    for stage in stages.STAGES:
+        assert json.loads(json.dumps(stage.reads(cfg))) and stage.outputs, stage.name
+        args = parser.parse_args([stage.name, "--run", "r"])
+        assert args.func.args == (stage,)  # the subcommand is that object's run
+        body = (REPO / "pipelines" / f"{stage.name}.py").read_text().rsplit('"""', 1)[1]
+        code = [ln for ln in body.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+        assert len(code) <= 5 and f'main(["{stage.name}", *sys.argv[1:]])' in body, stage.name
