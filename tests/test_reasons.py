@@ -201,19 +201,39 @@ def test_parse_judgement_accepts_schema_instances(criterion):
     obj = VALID[criterion]
     assert parse_judgement(criterion, json.dumps(obj)) == obj
     assert parse_judgement(criterion, "```json\n" + json.dumps(obj) + "\n```") == obj
-    assert list(JUDGE_SCHEMAS[criterion]["properties"])[-1] == "score"  # evidence first, then the score
+    schema = JUDGE_SCHEMAS[criterion]
+    assert list(schema["properties"])[-1] == "score"  # evidence first, then the score
+    assert list(schema["properties"]) == list(obj) == schema["required"]
+    # a structured-outputs schema: self-contained, closed, the score a closed set of integers
+    assert "$ref" not in json.dumps(schema) and "$defs" not in schema and schema["additionalProperties"] is False
+    assert schema["properties"]["score"] == {"type": "integer", "enum": [1, 2, 3, 4, 5]}
+    assert JUDGE_SCHEMAS[criterion] is schema  # computed once
+
+
+def test_factuality_schema_bounds_the_evidence():
+    errors = JUDGE_SCHEMAS["factuality"]["properties"]["errors"]
+    assert errors == {"type": "array", "items": {"type": "string", "maxLength": 120}, "maxItems": 3}
 
 
 @pytest.mark.parametrize("criterion, text, match", [
     ("coherence", "The reason is fine. Score: 4", "no JSON object"),
     ("coherence", '{"temporal_order": "good", "logical_issues": 0, "score": 4', "invalid JSON"),
-    ("coherence", '{"temporal_order": "good", "score": 4}', "missing"),
-    ("coherence", '{"temporal_order": "fine", "logical_issues": 0, "score": 4}', "not one of"),
-    ("coherence", '{"temporal_order": "good", "logical_issues": 0, "score": 6}', "not one of"),
-    ("coherence", '{"temporal_order": "good", "logical_issues": 0, "score": "4"}', "integer"),
-    ("coherence", '{"temporal_order": "good", "logical_issues": true, "score": 4}', "integer"),
-    ("coherence", '{"temporal_order": "good", "logical_issues": -1, "score": 4}', "outside"),
-    ("factuality", '{"errors": "none", "error_count": 0, "score": 5}', "list of strings"),
+    # pydantic's messages, each naming the field and the (stable) error type
+    ("coherence", '{"temporal_order": "good", "score": 4}', "logical_issues: .*type=missing"),
+    ("coherence", '{"temporal_order": "fine", "logical_issues": 0, "score": 4}', "temporal_order: .*type=literal_error"),
+    ("coherence", '{"temporal_order": "good", "logical_issues": 0, "score": 6}', "score: .*type=less_than_equal"),
+    ("coherence", '{"temporal_order": "good", "logical_issues": 0, "score": 0}', "score: .*type=greater_than_equal"),
+    ("coherence", '{"temporal_order": "good", "logical_issues": 0, "score": "4"}', "score: .*type=int_type"),
+    ("coherence", '{"temporal_order": "good", "logical_issues": 0, "score": true}', "score: .*type=int_type"),
+    ("coherence", '{"temporal_order": "good", "logical_issues": 0, "score": 4.0}', "score: .*type=int_type"),
+    ("coherence", '{"temporal_order": "good", "logical_issues": true, "score": 4}', "logical_issues: .*type=int_type"),
+    ("coherence", '{"temporal_order": "good", "logical_issues": -1, "score": 4}', "logical_issues: .*greater_than_equal"),
+    ("coherence", '{"temporal_order": "good", "logical_issues": 0, "score": 4, "why": "x"}', "why: .*extra_forbidden"),
+    ("factuality", '{"errors": "none", "error_count": 0, "score": 5}', "errors: .*type=list_type"),
+    ("factuality", '{"errors": [1], "error_count": 0, "score": 5}', r"errors\.0: .*type=string_type"),
+    ("factuality", '{"errors": ["a", "b", "c", "d"], "error_count": 4, "score": 2}', "errors: .*type=too_long"),
+    ("factuality", '{"errors": ["' + "x" * 121 + '"], "error_count": 1, "score": 4}', r"errors\.0: .*string_too_long"),
+    ("utility", '{"relevance": "strong", "supports": "yes", "score": 5}', "supports: .*type=literal_error"),
     ("utility", '[1, 2]', "no JSON object"),
 ])
 def test_parse_judgement_rejects(criterion, text, match):

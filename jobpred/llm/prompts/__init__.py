@@ -12,7 +12,7 @@ never mix silently (and an adapter is never prompted with text it was not traine
 
 Modules: :mod:`.fences` (how untrusted data enters a prompt: JSON, neutralised, between marker lines),
 :mod:`.generation` (teacher, adapter and predictor prompts, their parsers and training targets),
-:mod:`.judge` (judge prompts, the schemas of their answers and the parser). Import from this package.
+:mod:`.judge` (judge prompts and the pydantic models of their answers). Import from this package.
 """
 
 from __future__ import annotations
@@ -39,15 +39,19 @@ from jobpred.llm.prompts.generation import (
 )
 from jobpred.llm.prompts.judge import (
     CRITERIA,
+    JUDGE_MODELS,
     JUDGE_SCHEMAS,
+    CoherenceJudgement,
+    FactualityJudgement,
     JudgementParseError,
+    UtilityJudgement,
     judge_messages,
     parse_judgement,
 )
 
 __all__ = [
-    "ANSWER_PREFILL", "CRITERIA", "JUDGE_SCHEMAS", "PROMPTS", "THINK_PREFILL", "CandidateParse",
-    "JudgementParseError", "PromptSpec",
+    "ANSWER_PREFILL", "CRITERIA", "JUDGE_MODELS", "JUDGE_SCHEMAS", "PROMPTS", "THINK_PREFILL", "CandidateParse",
+    "CoherenceJudgement", "FactualityJudgement", "JudgementParseError", "PromptSpec", "UtilityJudgement",
     "answer_messages", "answer_output", "candidate_messages", "candidate_regex", "dump_data", "fence",
     "history_json", "joint_output", "judge_messages", "neutralise_json", "parse_answer", "parse_candidate",
     "parse_judgement", "parse_reason", "predictor_messages", "reason_messages", "reason_output",

@@ -1,13 +1,22 @@
-"""The judge prompts (one per criterion), the JSON schema of each answer, and its parser.
+"""The judge prompts (one per criterion), and the judgement each must return as a pydantic model.
 
     judge_messages("coherence", history_json, reason, target_title)           # OpenAI chat messages
     parse_judgement("coherence", '{"temporal_order": "good", "logical_issues": 0, "score": 4}')  # -> dict
     JUDGE_SCHEMAS["coherence"]    # the JSON schema for vLLM structured outputs / response_format
+
+Each criterion's answer is a pydantic model (:data:`JUDGE_MODELS`); its JSON schema (:data:`JUDGE_SCHEMAS`)
+constrains a local judge's decoding and the same model validates every judge's output, so an HTTP judge
+without structured outputs is held to the same contract. The schemas are self-contained (no ``$ref``),
+closed (``additionalProperties: false``) and list the fields in output order: the rubric's evidence first,
+then the score.
 """
 
 from __future__ import annotations
 
 import json
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError, WithJsonSchema
 
 from jobpred.llm.prompts.fences import dump_data, fence
 
@@ -16,42 +25,57 @@ CRITERIA = ("factuality", "coherence", "utility")
 _JUDGE_SYSTEM = ("You are a strict evaluator of written explanations about career paths. You reply with one "
                  "JSON object and nothing else.")
 
-_SCORE = {"type": "integer", "enum": [1, 2, 3, 4, 5]}
 
-JUDGE_SCHEMAS: dict[str, dict] = {
-    "factuality": {
-        "type": "object",
-        "properties": {
-            "errors": {"type": "array", "items": {"type": "string", "maxLength": 120}, "maxItems": 3},
-            "error_count": {"type": "integer", "minimum": 0, "maximum": 99},
-            "score": _SCORE,
-        },
-        "required": ["errors", "error_count", "score"],
-        "additionalProperties": False,
-    },
-    "coherence": {
-        "type": "object",
-        "properties": {
-            "temporal_order": {"type": "string", "enum": ["good", "problematic", "broken"]},
-            "logical_issues": {"type": "integer", "minimum": 0, "maximum": 99},
-            "score": _SCORE,
-        },
-        "required": ["temporal_order", "logical_issues", "score"],
-        "additionalProperties": False,
-    },
-    "utility": {
-        "type": "object",
-        "properties": {
-            "relevance": {"type": "string", "enum": ["strong", "moderate", "weak", "none"]},
-            "supports": {"type": "string", "enum": ["this_occupation", "different_occupation", "no_occupation"]},
-            "score": _SCORE,
-        },
-        "required": ["relevance", "supports", "score"],
-        "additionalProperties": False,
-    },
-}
+# ---- judgements ---------------------------------------------------------------------------------------
+
+
+def _no_titles(schema: dict) -> None:
+    """Keep the schema to what constrains decoding (pydantic adds a title to the object and each field)."""
+    schema.pop("title", None)
+    for prop in schema.get("properties", {}).values():
+        prop.pop("title", None)
+
+
+_CONFIG = ConfigDict(extra="forbid", strict=True, json_schema_extra=_no_titles)
+
+Score = Annotated[StrictInt, Field(ge=1, le=5), WithJsonSchema({"type": "integer", "enum": [1, 2, 3, 4, 5]})]
+"""The rubric's 1-5 score: an integer (never a bool, a float or a string), listed as an enum for decoding."""
+Count = Annotated[StrictInt, Field(ge=0, le=99)]
+
+
+class FactualityJudgement(BaseModel):
+    model_config = _CONFIG
+
+    errors: Annotated[list[Annotated[StrictStr, Field(max_length=120)]], Field(max_length=3)]
+    error_count: Count
+    score: Score
+
+
+class CoherenceJudgement(BaseModel):
+    model_config = _CONFIG
+
+    temporal_order: Literal["good", "problematic", "broken"]
+    logical_issues: Count
+    score: Score
+
+
+class UtilityJudgement(BaseModel):
+    model_config = _CONFIG
+
+    relevance: Literal["strong", "moderate", "weak", "none"]
+    supports: Literal["this_occupation", "different_occupation", "no_occupation"]
+    score: Score
+
+
+JUDGE_MODELS: dict[str, type[BaseModel]] = {
+    "factuality": FactualityJudgement, "coherence": CoherenceJudgement, "utility": UtilityJudgement}
+
+JUDGE_SCHEMAS: dict[str, dict] = {c: model.model_json_schema() for c, model in JUDGE_MODELS.items()}
 """One JSON schema per criterion (vLLM structured outputs / response_format); field order = output order,
 so the rubric's evidence fields come before the score."""
+
+
+# ---- prompts ------------------------------------------------------------------------------------------
 
 _JUDGE_TASKS = {
     "factuality": (
@@ -106,9 +130,9 @@ class JudgementParseError(ValueError):
 def parse_judgement(criterion: str, text: str) -> dict:
     """The judgement as typed fields (score + the rubric's extras); JudgementParseError says what is wrong.
 
-    Accepts the object anywhere in the text (some endpoints wrap JSON in code fences); everything in it
-    is checked against :data:`JUDGE_SCHEMAS` by hand, so an HTTP judge without structured outputs is held
-    to the same contract.
+    Accepts the object anywhere in the text (some endpoints wrap JSON in code fences) and validates it
+    with the criterion's model (:data:`JUDGE_MODELS`); the message names each offending field, e.g.
+    ``score: Input should be less than or equal to 5 [type=less_than_equal, input=6]``.
     """
     start = text.find("{")
     if start < 0:
@@ -117,37 +141,13 @@ def parse_judgement(criterion: str, text: str) -> dict:
         obj, _ = json.JSONDecoder().raw_decode(text[start:])
     except json.JSONDecodeError as exc:
         raise JudgementParseError(f"invalid JSON: {exc.msg} at char {exc.pos}") from None
-    if not isinstance(obj, dict):
-        raise JudgementParseError("the JSON value is not an object")
-    schema = JUDGE_SCHEMAS[criterion]
-    missing = [k for k in schema["required"] if k not in obj]
-    if missing:
-        raise JudgementParseError(f"missing field(s) {missing}")
-    out = {}
-    for key, spec in schema["properties"].items():
-        out[key] = _check(key, obj[key], spec)
-    return out
+    try:
+        return JUDGE_MODELS[criterion].model_validate(obj).model_dump()
+    except ValidationError as exc:
+        raise JudgementParseError("; ".join(_describe(e) for e in exc.errors())) from None
 
 
-def _check(key: str, value, spec: dict):
-    kind = spec["type"]
-    if kind == "integer":
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise JudgementParseError(f"{key} must be an integer, got {value!r:.40}")
-        lo, hi = spec.get("minimum"), spec.get("maximum")
-        if "enum" in spec and value not in spec["enum"]:
-            raise JudgementParseError(f"{key}={value} is not one of {spec['enum']}")
-        if (lo is not None and value < lo) or (hi is not None and value > hi):
-            raise JudgementParseError(f"{key}={value} is outside [{lo}, {hi}]")
-        return value
-    if kind == "string":
-        if not isinstance(value, str):
-            raise JudgementParseError(f"{key} must be a string, got {value!r:.40}")
-        if "enum" in spec and value not in spec["enum"]:
-            raise JudgementParseError(f"{key}={value!r:.40} is not one of {spec['enum']}")
-        return value
-    if kind == "array":
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise JudgementParseError(f"{key} must be a list of strings")
-        return value
-    raise AssertionError(kind)
+def _describe(error: dict) -> str:
+    field = ".".join(map(str, error["loc"])) or "the object"
+    got = "" if error["type"] == "missing" else f", input={error['input']!r:.40}"
+    return f"{field}: {error['msg']} [type={error['type']}{got}]"
