@@ -2,8 +2,9 @@
 
 Everything here is private to Ray and was written against **Ray 2.60.0** (pinned as
 ``ray[data,train,serve]==2.60.0`` in pyproject.toml); Ray may move, rename or change any of it in any
-release. Nothing else in jobpred imports ``ray.llm._internal`` (grep for it: this file must be the only hit),
-so a Ray upgrade means checking this file and the uses listed below, nothing more.
+release. Nothing else in jobpred imports ``ray.llm._internal`` (``grep -rn "from ray.llm._internal"``: this
+file must be the only hit), so on a Ray upgrade check this file and the uses listed below. (Ray's internal
+column names of ray.data.llm processors are named once in :mod:`jobpred.llm.engine`, ``RAY_VLLM_COLUMNS``.)
 
 What jobpred needs, and why there is no public equivalent in 2.60.0:
 
