@@ -23,16 +23,20 @@ import os
 import time
 
 from jobpred.config import JobpredConfig, ReasonsConfig
+from jobpred.llm.prompts import CRITERIA, PROMPTS
 
 OUTPUTS = {"candidates": "reasons/candidates", "judgements": "reasons/judgements", "errors": "reasons/errors",
            "outcomes": "reasons/outcomes.parquet", "oracle": "reasons/oracle.parquet",
            "dpo_pairs": "reasons/dpo_pairs.parquet", "progress": "reasons/progress.json"}
 
 
+# The prompts whose versions a reasons directory records: the teacher's and the judges' ("answer" too, which
+# runs made before the registry held the predictors' prompts recorded; dropping it would refuse to resume them).
+_PROMPTS = ("candidate", "hinted", "answer", *CRITERIA)
+
+
 def fingerprint(cfg: ReasonsConfig) -> dict:
     """The settings that shape candidates and judgements: a resumed run must match them."""
-    from jobpred.llm.prompts import PROMPTS
-
     def llm(c) -> dict:
         return {"backend": c.backend, "model": c.model if c.backend == "vllm" else c.http.model,
                 "max_model_len": c.max_model_len, "dtype": c.dtype, "chat_template_kwargs": c.chat_template_kwargs}
@@ -40,7 +44,7 @@ def fingerprint(cfg: ReasonsConfig) -> dict:
     keys = ("split", "n_candidates", "hinted", "temperature", "top_p", "max_tokens", "seed", "prefill_think",
             "constrain_format", "judge_temperature", "judge_retry_temperature", "judge_max_tokens")
     return {"teacher": llm(cfg.teacher), "judge": llm(cfg.judge), **{k: getattr(cfg, k) for k in keys},
-            "prompts": {name: spec.version for name, spec in PROMPTS.items()}}
+            "prompts": {name: PROMPTS[name].version for name in _PROMPTS}}
 
 
 def _check_fingerprint(cfg: ReasonsConfig, run_dir: str | os.PathLike) -> None:

@@ -30,6 +30,7 @@ import polars as pl
 import pyarrow as pa
 
 from jobpred.config import TrainConfig
+from jobpred.ray_utils import niceness_env
 from jobpred.rundir import RunDir
 from jobpred.schema import (
     DPO_PAIRS_SCHEMA,
@@ -186,7 +187,6 @@ def tokenize(table: pa.Table, role: str, objective: str, model_path: str, tcfg: 
     that training will use next."""
     import ray
 
-    from jobpred.train.trainer import worker_runtime_env
 
     ds = ray.data.from_arrow(table)
     ds.context.execution_options.preserve_order = True  # the same blocks, in the same order, every time
@@ -204,7 +204,7 @@ def tokenize(table: pa.Table, role: str, objective: str, model_path: str, tcfg: 
         gpu = tcfg.use_gpu
         ds = ds.map_batches(ReferenceLogps, fn_constructor_kwargs={
             "model_path": model_path, "adapter_dir": reference_adapter, "dtype": tcfg.dtype,
-            "threads": _threads(tcfg), "device": "cuda" if gpu else "cpu"},
+            "threads": threads_per_worker(tcfg), "device": "cuda" if gpu else "cpu"},
             batch_size=tcfg.dpo.batch_size or tcfg.batch_size, batch_format="pyarrow",
             num_cpus=1, num_gpus=1 if gpu else 0,
             compute=ray.data.ActorPoolStrategy(size=tcfg.num_workers if gpu else 1),
@@ -212,7 +212,14 @@ def tokenize(table: pa.Table, role: str, objective: str, model_path: str, tcfg: 
     return ds.materialize(), examples
 
 
-def _threads(tcfg: TrainConfig) -> int:
+def worker_runtime_env(tc: TrainConfig) -> dict:
+    """The runtime_env of training workers and DPO reference actors: ``train.worker_niceness``
+    (:func:`jobpred.ray_utils.niceness_env`)."""
+    env = niceness_env(tc.worker_niceness)
+    return {"env_vars": env} if env else {}
+
+
+def threads_per_worker(tcfg: TrainConfig) -> int:
     return tcfg.threads_per_worker or max(1, int(tcfg.resources_per_worker.get("CPU", 1)))
 
 

@@ -30,7 +30,9 @@ import pyarrow as pa
 
 from jobpred.config import JobpredConfig, TrainConfig
 from jobpred.rundir import RunDir, write_json_atomic
-from jobpred.train.loop import CURVE_FILE, read_metrics
+from jobpred.train import data
+from jobpred.train.data import threads_per_worker, worker_runtime_env
+from jobpred.train.loop import CURVE_FILE, read_metrics, train_loop
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "README.md")
 _NOT_SHAPING = ("log_every", "max_failures", "storage_path", "keep_checkpoints", "checkpoint_every",
@@ -90,7 +92,6 @@ def fit_adapter(cfg: JobpredConfig, run_dir: str | os.PathLike, job: AdapterJob)
     """Train (or resume, or skip when already exported) one adapter; returns its summary."""
     from jobpred.models import resolve_model
     from jobpred.ray_utils import init_ray
-    from jobpred.train import data
 
     tc, run = cfg.train, RunDir(run_dir)
     out_dir, adapter_dir = run.path / "train" / job.name, run.path / "adapters" / job.name
@@ -157,12 +158,11 @@ def build_spec(cfg: JobpredConfig, job: AdapterJob, model_path: str, init_adapte
     """What every worker receives (plain types)."""
     from transformers import AutoTokenizer
 
-    from jobpred.train.data import _threads
 
     tc = cfg.train
     return {"name": job.name, "objective": job.objective, "role": job.role, "model_path": model_path,
             "init_adapter": init_adapter, "train": tc.model_dump(mode="json"), "plan": plan.__dict__,
-            "lr": _hyper(tc, job)["lr"], "beta": tc.dpo.beta, "threads": _threads(tc), "out_dir": str(out_dir),
+            "lr": _hyper(tc, job)["lr"], "beta": tc.dpo.beta, "threads": threads_per_worker(tc), "out_dir": str(out_dir),
             "pad_token_id": AutoTokenizer.from_pretrained(model_path).pad_token_id}
 
 
@@ -171,7 +171,6 @@ def _trainer(tc: TrainConfig, job: AdapterJob, spec: dict, ds, run: RunDir):
     from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    from jobpred.train.loop import train_loop
 
     storage = Path(tc.storage_path) if tc.storage_path else run.path / "train"
     scaling = ScalingConfig(num_workers=tc.num_workers, use_gpu=tc.use_gpu,
@@ -185,15 +184,6 @@ def _trainer(tc: TrainConfig, job: AdapterJob, spec: dict, ds, run: RunDir):
     data_config = DataConfig(execution_options=ExecutionOptions(preserve_order=True))
     return TorchTrainer(train_loop, train_loop_config=spec, scaling_config=scaling, run_config=run_config,
                         datasets={"train": ds}, dataset_config=data_config)
-
-
-def worker_runtime_env(tc: TrainConfig) -> dict:
-    """The runtime_env of training workers and DPO reference actors: ``train.worker_niceness``
-    (:func:`jobpred.ray_utils.niceness_env`)."""
-    from jobpred.ray_utils import niceness_env
-
-    env = niceness_env(tc.worker_niceness)
-    return {"env_vars": env} if env else {}
 
 
 def _export(checkpoint, adapter_dir: Path) -> list[dict]:
