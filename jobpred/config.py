@@ -3,8 +3,9 @@
     cfg = load_config("configs/local.yaml", overrides=["prepare.seed=7", "synth.persons=500"])
     cfg.prepare.split.test   # 0.1
 
-Every field is documented; unknown keys are errors (a typo in a YAML file must not be ignored). Stages
-that later issues add (reasons, train, evaluate, serve) get their own section class here.
+Unknown keys are errors (a typo in a YAML file must not be ignored). A preset may start from another
+(``base: other.yaml``) and say only what it changes. Why defaults are what they are, and the measurements
+behind them, are in ``docs/config.md``, one part per section.
 """
 
 from __future__ import annotations
@@ -21,37 +22,23 @@ class _Section(BaseModel):
 
 
 class RayConfig(_Section):
-    address: str | None = Field(
-        None, description="Ray cluster address ('auto' inside `ray job submit`); None starts a local Ray."
-    )
-    num_cpus: int | None = Field(
-        None, description="Logical CPUs for a local Ray (None: the machine's cores). Ignored with an address."
-    )
-    object_store_memory_mb: int | None = Field(
-        None, description="Object store size for a local Ray, MiB (None: Ray's default, 30% of RAM)."
-    )
+    address: str | None = Field(None, description="Ray address ('auto' in `ray job submit`); None: start a local Ray.")
+    num_cpus: int | None = Field(None, description="Logical CPUs of a local Ray (None: the machine's cores).")
+    object_store_memory_mb: int | None = Field(None, description="Object store of a local Ray, MiB (None: Ray's).")
 
 
 class SynthConfig(_Section):
     persons: int = Field(1000, ge=1, description="How many synthetic persons to write.")
     seed: int = Field(0, description="Random seed; the same seed gives byte-identical output.")
-    partition_size: int = Field(
-        50_000, ge=1, description="Persons generated per partition (bounds memory: 1M persons stream)."
-    )
+    partition_size: int = Field(50_000, ge=1, description="Persons generated per partition (bounds memory).")
     min_jobs: int = Field(2, ge=1, description="Fewest jobs per person.")
     max_jobs: int = Field(8, ge=1, description="Most jobs per person (before the occasional long career).")
-    long_career_rate: float = Field(
-        0.0005, ge=0, le=1, description="Share of persons with a very long history (60-120 jobs)."
-    )
+    long_career_rate: float = Field(0.0005, ge=0, le=1, description="Share of persons with 60-120 jobs.")
     first_year_min: int = Field(1975, description="Earliest year a career may start.")
     last_year: int = Field(2025, description="No job starts after this year.")
-    title_noise: float = Field(
-        0.35, ge=0, le=1, description="Probability that a raw title gets people-style noise (Sr., II, case)."
-    )
+    title_noise: float = Field(0.35, ge=0, le=1, description="Chance that a raw title gets noise (Sr., II, case).")
     typo_rate: float = Field(0.01, ge=0, le=1, description="Probability that a raw title gets a typo.")
-    code_rate: float = Field(
-        1.0, ge=0, le=1, description="Share of experiences that carry their onet_code (the rest: title only)."
-    )
+    code_rate: float = Field(1.0, ge=0, le=1, description="Share of jobs that carry an onet_code (rest: title only).")
 
     @model_validator(mode="after")
     def _jobs(self) -> SynthConfig:
@@ -73,27 +60,16 @@ class SplitConfig(_Section):
 
 
 class PrepareConfig(_Section):
-    engine: Literal["ray", "local"] = Field(
-        "ray", description="'ray': Ray Data over file chunks (local or cluster); 'local': one process."
-    )
+    engine: Literal["ray", "local"] = Field("ray", description="'ray': Ray Data on file chunks; 'local': one process.")
     chunk_mb: float = Field(8.0, gt=0, description="Input bytes per Ray Data block of JSON Lines.")
     concurrency: int | None = Field(
-        None, ge=1, description="Parallel prepare actors (None: Ray's CPUs minus one for the writer, at most 8)."
-    )
+        None, ge=1, description="Parallel prepare actors (None: Ray's CPUs minus one for the writer, at most 8).")
     seed: int = Field(0, description="Seed of the person-level split (a hash of seed and person_id).")
     split: SplitConfig = Field(default_factory=SplitConfig)
-    history_max_jobs: int = Field(
-        30, ge=1, description="Most history jobs kept per example: the most recent ones."
-    )
+    history_max_jobs: int = Field(30, ge=1, description="Most history jobs kept per example: the most recent.")
     history_max_chars: int = Field(
-        6000,
-        ge=200,
-        description="Character budget of a serialised history (~4 chars per token: 6000 ~ 1.5k tokens). "
-        "The oldest jobs are dropped until it fits; `truncated_jobs` records how many.",
-    )
-    min_match_score: float = Field(
-        0.86, ge=0, le=1, description="Title-normaliser score below which a title is 'no match'."
-    )
+        6000, ge=200, description="Length cap of a serialised history; oldest jobs dropped to fit (`truncated_jobs`).")
+    min_match_score: float = Field(0.86, ge=0, le=1, description="Normaliser score below which a title is 'no match'.")
 
 
 BASELINES = ("popular", "stay", "markov", "gru")
@@ -112,10 +88,7 @@ class SequenceModelConfig(_Section):
     batch_size: int = Field(256, ge=1, description="Examples per optimiser step (per worker under Ray Train).")
     max_history: int = Field(20, ge=1, description="Most recent history jobs the model reads.")
     seed: int = Field(0, description="Seed of the initial weights and the batch order.")
-    threads: int | None = Field(
-        1, ge=1, description="torch CPU threads for in-process training and ranking (None: torch's default). "
-        "One is fastest for a model this small; more only pay off with much larger hidden sizes.",
-    )
+    threads: int | None = Field(1, ge=1, description="torch threads of in-process training/ranking (None: torch's).")
 
 
 class BaselinesConfig(_Section):
@@ -123,101 +96,62 @@ class BaselinesConfig(_Section):
 
     predictors: list[Literal["popular", "stay", "markov", "gru"]] = Field(
         default_factory=lambda: list(BASELINES),
-        description="Which baselines to run: popular (most frequent next occupation), stay (the last "
-        "occupation again), markov (first-order Markov over O*NET codes), gru (supervised sequence model).",
-    )
+        description="Baselines to run: popular (most frequent next occupation), stay (the last one again), "
+        "markov (first-order Markov over O*NET codes), gru (supervised sequence model).")
     split: Literal["val", "test"] = Field("test", description="The split predictions are made for.")
     top_k: int = Field(10, ge=1, le=100, description="Length of each predictor's ranked list.")
-    markov_alpha: float = Field(
-        10.0, ge=0, description="Pseudo-counts of the O*NET prior added to each Markov state's transitions."
-    )
+    markov_alpha: float = Field(10.0, ge=0, description="Pseudo-counts of the O*NET prior added to each Markov state.")
     markov_changers_weight: float = Field(
-        0.5, ge=0, le=1,
-        description="Share of the prior's move mass on the Career Changers Matrix (rest: Related Occupations).",
-    )
+        0.5, ge=0, le=1, description="Prior's share from the Career Changers Matrix (rest: Related Occupations).")
     gru: SequenceModelConfig = Field(default_factory=SequenceModelConfig)
-    use_ray_train: bool = Field(
-        False, description="Train the GRU with Ray Train's TorchTrainer (for large data) instead of in-process."
-    )
+    use_ray_train: bool = Field(False, description="Train the GRU on Ray Train (for large data) instead of in-process.")
     ray_train_workers: int = Field(2, ge=1, description="Ray Train CPU workers when use_ray_train is on.")
-    bootstrap_samples: int = Field(
-        1000, ge=0, description="Bootstrap resamples for the report's 95% confidence intervals (0: none)."
-    )
+    bootstrap_samples: int = Field(1000, ge=0, description="Bootstrap resamples of the report's 95% CIs (0: none).")
     bootstrap_seed: int = Field(0, description="Seed of the bootstrap resamples.")
 
 
 class HttpEndpointConfig(_Section):
     """An OpenAI-compatible chat-completions endpoint (e.g. GPT-4.1 as teacher or judge)."""
 
-    url: str = Field(
-        "https://api.openai.com/v1/chat/completions", description="Full URL of the /chat/completions route."
-    )
+    url: str = Field("https://api.openai.com/v1/chat/completions", description="URL of the /chat/completions route.")
     model: str = Field("gpt-4.1", description="Model name sent in each request's payload.")
     api_key_env: str | None = Field(
-        "OPENAI_API_KEY",
-        description="Environment variable holding the API key (sent as a Bearer token); None: no key. "
-        "The key itself never goes into a config file or the manifest.",
-    )
+        "OPENAI_API_KEY", description="Environment variable of the API key (never the key itself); None: no key.")
     qps: int | None = Field(None, ge=1, description="Requests per second per worker (None: no limit).")
     max_retries: int = Field(3, ge=0, description="Retries of a request on 408/429/5xx or a connection error.")
     base_retry_wait_s: float = Field(1.0, gt=0, description="First back-off wait; doubles on each retry.")
-    context_tokens: int = Field(
-        128_000, ge=256, description="The endpoint model's context window, for the prompt budget rule."
-    )
-    chars_per_token: float = Field(
-        3.5, gt=0, description="No tokenizer for a remote model: prompt tokens are estimated as chars / this."
-    )
-    json_schema: bool = Field(
-        True, description="Send the judge's JSON schema as response_format (structured outputs) when supported."
-    )
+    context_tokens: int = Field(128_000, ge=256, description="Context window of the endpoint's model (prompt budget).")
+    chars_per_token: float = Field(3.5, gt=0, description="Prompt tokens are estimated as characters / this.")
+    json_schema: bool = Field(True, description="Send the judge's JSON schema as response_format when supported.")
 
 
 class LLMConfig(_Section):
     """One model behind `ray.data.llm`: local vLLM engine replicas, or an HTTP endpoint."""
 
     backend: Literal["vllm", "http"] = Field(
-        "vllm", description="'vllm': vLLM engines in Ray actors; 'http': an OpenAI-compatible endpoint."
-    )
+        "vllm", description="'vllm': vLLM engines in Ray actors; 'http': an OpenAI-compatible endpoint.")
     model: str = Field(
-        "smollm2-135m-instruct",
-        description="The embedded default, a local Hugging Face directory, or a hub id (resolved with "
-        "jobpred.models.resolve_model). Ignored by the http backend (see http.model).",
-    )
+        "smollm2-135m-instruct", description="Embedded default, HF directory or hub id; backend http uses http.model.")
     max_model_len: int = Field(
-        2048, ge=256, description="Context length given to vLLM; prompts longer than this minus max_tokens "
-        "are cut by the budget rule (oldest history jobs first) or sent to the errors table.",
-    )
+        2048, ge=256, description="vLLM context length; prompt + max_tokens over it loses the oldest jobs.")
     dtype: str = Field("bfloat16", description="Weights and activations dtype for vLLM.")
-    tensor_parallel_size: int = Field(
-        1, ge=1, description="GPUs per engine replica (vLLM tensor parallelism; >1 uses Ray's executor)."
-    )
+    tensor_parallel_size: int = Field(1, ge=1, description="GPUs per engine replica (vLLM tensor parallelism).")
     placement_bundles: list[dict[str, float]] | None = Field(
         default_factory=lambda: [{"CPU": 1}],
-        description="Ray placement-group bundles of one engine replica, one per tensor-parallel worker. "
-        "[{CPU: 1}] runs vLLM's CPU build; [{GPU: 1, CPU: 4}] one GPU replica; None: Ray's default, "
-        "one {GPU: 1, CPU: 1} bundle per tensor-parallel worker.",
-    )
+        description="Ray placement-group bundles of one replica, one per tensor-parallel worker: [{CPU: 1}] "
+        "for vLLM's CPU build, [{GPU: 1, CPU: 4}] per GPU; None: one {GPU: 1, CPU: 1} per worker.")
     accelerator_type: str | None = Field(None, description="Ray accelerator type to pin replicas to, e.g. H100.")
     concurrency: int = Field(1, ge=1, description="Engine replicas (data parallelism across GPUs or nodes).")
     batch_size: int = Field(32, ge=1, description="Rows per batch sent to one engine replica.")
-    max_concurrent_batches: int = Field(
-        4, ge=1, description="Batches in flight per replica (keeps vLLM's scheduler full between batches)."
-    )
-    stage_num_cpus: float = Field(
-        0.25, gt=0, description="Logical CPUs reserved by each chat-template / tokenizer actor."
-    )
+    max_concurrent_batches: int = Field(4, ge=1, description="Batches in flight per replica (keeps the engine busy).")
+    stage_num_cpus: float = Field(0.25, gt=0, description="Logical CPUs of each chat-template / tokenizer actor.")
     engine_kwargs: dict = Field(
-        default_factory=dict,
-        description="Extra vLLM engine arguments (max_num_seqs, enable_prefix_caching, gpu_memory_utilization "
-        "...); override the fields above.",
-    )
+        default_factory=dict, description="More vLLM engine arguments (e.g. max_num_seqs); they override the above.")
     chat_template_kwargs: dict | None = Field(
-        None, description="Passed to apply_chat_template, e.g. {enable_thinking: false} for Qwen3."
-    )
+        None, description="Passed to apply_chat_template, e.g. {enable_thinking: false} for Qwen3.")
     env: dict[str, str] = Field(
         default_factory=lambda: {"VLLM_CPU_KVCACHE_SPACE": "2"},
-        description="Environment variables of the engine actors (VLLM_CPU_KVCACHE_SPACE: CPU KV cache, GiB).",
-    )
+        description="Environment variables of the engine actors (VLLM_CPU_KVCACHE_SPACE: CPU KV cache, GiB).")
     http: HttpEndpointConfig = Field(default_factory=HttpEndpointConfig, description="Used by backend http.")
 
 
@@ -235,51 +169,30 @@ class ReasonsConfig(_Section):
     teacher: LLMConfig = Field(default_factory=LLMConfig, description="Writes the candidate reasons.")
     judge: LLMConfig = Field(default_factory=LLMConfig, description="Scores each candidate on three criteria.")
     split: Literal["train", "val", "test"] = Field("train", description="Examples that get oracle reasons.")
-    max_examples: int | None = Field(
-        None, ge=1, description="First N examples of the split (file order); None: all of them."
-    )
+    max_examples: int | None = Field(None, ge=1, description="First N examples of the split (file order); None: all.")
     n_candidates: int = Field(4, ge=1, le=64, description="Candidate reasons sampled per example.")
     hinted: bool = Field(
-        False, description="Also sample n_candidates 'hinted' candidates per example: the teacher is told the "
-        "true next occupation and must justify it from the history (rationalisation). Rows say which.",
-    )
+        False, description="Also sample n_candidates candidates told the true next occupation (rationalisation).")
     temperature: float = Field(0.8, ge=0, description="Teacher sampling temperature.")
     top_p: float = Field(0.95, gt=0, le=1, description="Teacher nucleus sampling.")
     max_tokens: int = Field(512, ge=8, description="Most generated tokens per candidate (reason + answer).")
     seed: int = Field(0, description="Base seed; each candidate's seed is a hash of (seed, example, variant, index).")
-    prefill_think: bool = Field(
-        True, description="vLLM only: start the assistant turn with '<think>' so the format is entered."
-    )
+    prefill_think: bool = Field(True, description="vLLM only: start the assistant turn with '<think>'.")
     constrain_format: bool = Field(
-        False, description="vLLM only: a regex structured output forces <think>...</think><answer>...</answer> "
-        "with an official O*NET title as the answer (for small teachers that drift from the format); the "
-        "reason is capped to fit max_tokens.",
-    )
+        False, description="vLLM only: a regex forces the <think>/<answer> format and an O*NET title as answer.")
     judge_temperature: float = Field(0.0, ge=0, description="Judge sampling temperature (0: greedy).")
-    judge_retry_temperature: float = Field(
-        0.7, ge=0, description="Temperature of the single retry of a judgement that failed to parse."
-    )
+    judge_retry_temperature: float = Field(0.7, ge=0, description="Temperature when retrying an unparsable judgement.")
     judge_max_tokens: int = Field(192, ge=16, description="Most generated tokens per judgement.")
     weights: ScoreWeights = Field(
-        default_factory=ScoreWeights, description="Weights of the combined score (a weighted mean, 1-5)."
-    )
+        default_factory=ScoreWeights, description="Weights of the combined score (a weighted mean, 1-5).")
     min_scores: ScoreWeights = Field(
         default_factory=lambda: ScoreWeights(factuality=3, coherence=3, utility=3),
-        description="A candidate scoring below any of these (1-5) cannot be the oracle.",
-    )
+        description="A candidate scoring below any of these (1-5) cannot be the oracle.")
     min_combined: float = Field(3.0, ge=1, le=5, description="Lowest combined score an oracle may have.")
-    require_correct_answer: bool = Field(
-        False, description="The oracle's answer must map (title normaliser) to the true next occupation."
-    )
-    dpo_margin: float = Field(
-        1.0, ge=0, description="A DPO pair (best vs worst candidate) needs a combined-score gap above this."
-    )
-    dpo_chosen_must_pass: bool = Field(
-        True, description="The chosen side of a DPO pair must pass the oracle bar (minimums, answer rule)."
-    )
-    commit_every: int = Field(
-        64, ge=1, description="Examples per committed Parquet part: a crash loses at most this much work."
-    )
+    require_correct_answer: bool = Field(False, description="The oracle's answer must map to the true next occupation.")
+    dpo_margin: float = Field(1.0, ge=0, description="A DPO pair (best vs worst) needs a combined-score gap over this.")
+    dpo_chosen_must_pass: bool = Field(True, description="A DPO pair's chosen side must pass the oracle bar.")
+    commit_every: int = Field(64, ge=1, description="Examples per committed Parquet part (the most a crash loses).")
     progress_every_s: float = Field(10.0, gt=0, description="Seconds between progress lines.")
 
 
@@ -291,9 +204,8 @@ class LoraSettings(_Section):
     dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the LoRA input (SFT only; DPO turns it off).")
     target_modules: list[str] | Literal["all-linear"] = Field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
-        description="Module names to adapt (Llama/Qwen attention projections by default), or 'all-linear' "
-        "(every linear layer but the output head). vLLM serves adapters on these layers.",
-    )
+        description="Module names to adapt (default: Llama/Qwen attention projections), or 'all-linear' "
+        "(every linear layer but the output head). vLLM serves adapters on these layers.")
 
 
 class DpoConfig(_Section):
@@ -304,89 +216,55 @@ class DpoConfig(_Section):
     loss_type: Literal["sigmoid"] = Field("sigmoid", description="DPO loss: sigmoid (the paper's, Rafailov et al.).")
     lr: float = Field(5e-6, gt=0, description="Peak learning rate of the DPO run.")
     epochs: int = Field(2, ge=1, description="Passes over the preference pairs.")
-    max_steps: int | None = Field(
-        None, ge=1, description="Stop after this many optimiser steps (None: epochs decide)."
-    )
+    max_steps: int | None = Field(None, ge=1, description="Stop after this many optimiser steps (None: epochs).")
     batch_size: int | None = Field(
-        None, ge=1, description="Pairs per worker per micro-batch (None: train.batch_size)."
-    )
+        None, ge=1, description="Pairs per worker per micro-batch (None: train.batch_size).")
 
 
 class TrainConfig(_Section):
     """LoRA fine-tuning on oracle reasons with Ray Train (`jobpred train`): SFT, then optionally DPO."""
 
     mode: Literal["joint", "two-model"] = Field(
-        "joint", description="'joint': one adapter writes the reason then the answer; 'two-model': a reason "
-        "generator (history -> reason) and an occupation predictor (history + reason -> answer)."
-    )
-    model: str | None = Field(
-        None, description="Base model to adapt (None: the top-level `model`); embedded default, HF dir or hub id."
-    )
+        "joint", description="'joint': one adapter writes reason and answer; 'two-model': a reasoner and a predictor.")
+    model: str | None = Field(None, description="Base model to adapt (None: the top-level `model`).")
     dtype: Literal["bfloat16", "float32"] = Field(
-        "bfloat16", description="Dtype of the frozen base weights; LoRA weights and optimiser state stay float32."
-    )
+        "bfloat16", description="Dtype of the frozen base weights; LoRA weights and optimiser state stay float32.")
     lora: LoraSettings = Field(default_factory=LoraSettings)
     max_length: int = Field(
-        2048, ge=64, description="Cutoff in tokens of prompt + target. Over it, the oldest history jobs are "
-        "dropped until it fits; an example that does not fit with one job is skipped (counted), never cut mid-target.",
-    )
-    max_examples: int | None = Field(
-        10_000, ge=1, description="Most oracle rows used (first by example_id); None: all. The paper used 10k."
-    )
+        2048, ge=64, description="Prompt + target tokens; oldest jobs dropped to fit, else the example is skipped.")
+    max_examples: int | None = Field(10_000, ge=1, description="Oracle rows used (first by example_id); None: all.")
     chat_template_kwargs: dict | None = Field(
-        None, description="Passed to the tokenizer's chat template (e.g. {enable_thinking: false} for Qwen3); "
-        "must match what the predictor sends at inference, since the prompt tokens are trained on as-is.",
-    )
+        None, description="Chat template arguments ({enable_thinking: false} for Qwen3); as the predictor sends.")
     lr: float = Field(2e-5, gt=0, description="Peak learning rate of SFT (AdamW on the LoRA weights).")
     epochs: int = Field(8, ge=1, description="Passes over the oracle rows (SFT).")
-    max_steps: int | None = Field(
-        None, ge=1, description="Stop SFT after this many optimiser steps (None: epochs decide)."
-    )
+    max_steps: int | None = Field(None, ge=1, description="Stop SFT after this many optimiser steps (None: epochs).")
     lr_scheduler: Literal["cosine", "linear", "constant"] = Field(
-        "cosine", description="Learning-rate schedule after warmup (transformers' get_scheduler)."
-    )
+        "cosine", description="Learning-rate schedule after warmup (transformers' get_scheduler).")
     warmup_ratio: float = Field(0.1, ge=0, lt=1, description="Share of the optimiser steps spent warming up.")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay on the LoRA weights.")
     max_grad_norm: float | None = Field(1.0, gt=0, description="Gradient clipping norm (None: no clipping).")
     batch_size: int = Field(2, ge=1, description="Sequences per worker per micro-batch.")
     grad_accum: int = Field(
-        1, ge=1, description="Micro-batches per optimiser step; global batch = batch_size x grad_accum x workers."
-    )
-    gradient_checkpointing: bool = Field(
-        False, description="Recompute activations in the backward pass (needed for 8B models at 2048 tokens)."
-    )
+        1, ge=1, description="Micro-batches per optimiser step; global batch = batch_size x grad_accum x workers.")
+    gradient_checkpointing: bool = Field(False, description="Recompute activations in the backward pass (less memory).")
     seed: int = Field(0, description="Seed of the LoRA init, the data order (per epoch) and dropout (per step).")
     num_workers: int = Field(2, ge=1, description="Ray Train workers (one per GPU on a cluster).")
     use_gpu: bool = Field(False, description="One GPU per worker; NCCL instead of gloo.")
     resources_per_worker: dict[str, float] = Field(
-        default_factory=lambda: {"CPU": 1},
-        description="Ray resources of each worker, e.g. {CPU: 8, GPU: 1} on a GPU node.",
-    )
+        default_factory=lambda: {"CPU": 1}, description="Ray resources of each worker, e.g. {CPU: 8, GPU: 1}.")
     accelerator_type: str | None = Field(None, description="Ray accelerator type to pin workers to, e.g. H100.")
     threads_per_worker: int | None = Field(
-        None, ge=1, description="torch CPU threads per worker (None: the worker's CPU resource, at least 1).",
-    )
+        None, ge=1, description="torch CPU threads per worker (None: the worker's CPU resource, at least 1).")
     worker_niceness: int | None = Field(
-        0, ge=0, le=19, description="Unix niceness of the training workers (and the DPO reference actor). Ray "
-        "starts workers at niceness 15, so on a node shared with normal-priority processes (a vLLM engine, "
-        "another job) they get a small share of the CPU; 0 runs them like any process. None: Ray's default.",
-    )
+        0, ge=0, le=19, description="Unix niceness of the training workers and DPO reference actor (None: Ray's, 15).")
     strategy: Literal["ddp", "fsdp"] = Field(
-        "ddp", description="'ddp': every worker holds the whole (frozen) model, gradients of the LoRA weights "
-        "are all-reduced -- right for LoRA up to ~8B on 80 GB GPUs; 'fsdp': shard the base weights over the "
-        "workers (ray.train.torch.prepare_model(parallel_strategy='fsdp')), for models that do not fit one GPU.",
-    )
-    checkpoint_every: int = Field(
-        50, ge=1, description="Optimiser steps between checkpoints (ray.train.report); the last step always is one."
-    )
+        "ddp", description="'ddp': every worker holds the frozen model, LoRA gradients are all-reduced; "
+        "'fsdp': the base weights are sharded over the workers (GPUs only), for models one GPU cannot hold.")
+    checkpoint_every: int = Field(50, ge=1, description="Optimiser steps between checkpoints (the last step is one).")
     keep_checkpoints: int = Field(2, ge=1, description="Checkpoints kept in storage (the newest).")
-    max_failures: int = Field(
-        3, ge=-1, description="Worker-group restarts from the last checkpoint before the run fails (-1: unlimited).",
-    )
+    max_failures: int = Field(3, ge=-1, description="Restarts from the last checkpoint before failing (-1: unlimited).")
     log_every: int = Field(1, ge=1, description="Optimiser steps between progress lines and ray.train.report metrics.")
-    storage_path: str | None = Field(
-        None, description="Ray Train storage for checkpoints (None: RUN_DIR/train; shared storage on a cluster).",
-    )
+    storage_path: str | None = Field(None, description="Ray Train storage (None: RUN_DIR/train); shared on a cluster.")
     dpo: DpoConfig = Field(default_factory=DpoConfig)
 
     @model_validator(mode="after")
@@ -406,49 +284,25 @@ class PredictConfig(_Section):
     predictors: list[Literal[PREDICTOR_NAMES]] = Field(  # type: ignore[valid-type]
         default_factory=lambda: ["zero-shot", "zero-shot-reason", "joint", "joint-dpo", "two-model",
                                  "predictor-no-reason"],
-        description="Which LLM predictors to run (jobpred/predict/steps.py): zero-shot (answer only), "
-        "zero-shot-reason (reason then answer), joint / joint-dpo (the joint adapters), two-model / "
-        "two-model-dpo (reasoner then predictor adapter), predictor-no-reason (the predictor adapter with "
-        "an empty reason: the reason-swap experiment).",
-    )
+        description="LLM predictors to run (what each does: docs/predict.md, jobpred/predict/steps.py).")
     missing_adapters: Literal["skip", "error"] = Field(
-        "skip", description="A predictor whose adapters were not trained: 'skip' it (recorded in the "
-        "manifest and the report) or fail with an error.",
-    )
+        "skip", description="Predictor without trained adapters: 'skip' it (and say so) or fail ('error').")
     split: Literal["val", "test"] = Field("test", description="The split predictions are made for.")
-    max_examples: int | None = Field(
-        None, ge=1, description="First N examples of the split (file order); None: all of them."
-    )
+    max_examples: int | None = Field(None, ge=1, description="First N examples of the split (file order); None: all.")
     engine: LLMConfig = Field(
-        default_factory=LLMConfig, description="The engine (its model is the top-level `model`; LoRA is "
-        "turned on automatically with the rank of `train.lora`)."
-    )
+        default_factory=LLMConfig, description="The engine (model: the top-level one; LoRA rank: train.lora's).")
     max_tokens: int = Field(256, ge=8, description="Most generated tokens of a step that writes a reason.")
     answer_max_tokens: int = Field(32, ge=4, description="Most generated tokens of an answer-only step.")
     answer_mode: Literal["free", "constrained"] = Field(
-        "free", description="'free': generate, then map the answer to O*NET (normaliser, fall-backs); "
-        "'constrained': a regex forces the answer to be one official O*NET title (greedy constrained "
-        "choice). Both then rank the rest of the top-k the same way (jobpred/predict/answers.py).",
-    )
+        "free", description="'free': generate, then map to O*NET; 'constrained': a regex forces an official title.")
     base_apart_from_adapters: bool = Field(
-        False, description="Run the base-model predictors (zero-shot, zero-shot-reason) and the adapter "
-        "predictors as two pipeline executions, one after the other, instead of one. vLLM's CPU build "
-        "applies LoRA to every token of a step that holds any adapter row (a per-token weight gather), so "
-        "base rows mixed with adapter rows run at adapter speed (~4x slower); one more engine start buys "
-        "them back. GPU LoRA kernels serve mixed batches well: leave it off there.",
-    )
+        False, description="Base-model predictors, then adapter ones, as two pipeline executions (vLLM's CPU build).")
     top_k: int = Field(10, ge=1, le=100, description="Length of each ranked list.")
     nearest_min_score: float = Field(
-        0.6, ge=0, le=1, description="An answer the normaliser cannot map is replaced by its nearest O*NET "
-        "title when that scores at least this; below it, by the last occupation of the history.",
-    )
+        0.6, ge=0, le=1, description="Least score for an unmapped answer's nearest title (below: the last job).")
     judge_reasons: bool = Field(
-        True, description="Claim (c): run the judge (reasons.judge) on the generated test reasons and "
-        "relate each judge score to accuracy in the report.",
-    )
-    judge_max_examples: int | None = Field(
-        None, ge=1, description="Judge the reasons of the first N examples per predictor (None: all)."
-    )
+        True, description="Judge (reasons.judge) the generated test reasons; the report relates scores to accuracy.")
+    judge_max_examples: int | None = Field(None, ge=1, description="Judge the first N per predictor (None: all).")
 
 
 class ServeConfig(_Section):
@@ -461,52 +315,30 @@ class ServeConfig(_Section):
     host: str = Field("127.0.0.1", description="Address the HTTP proxy binds (0.0.0.0 exposes it; put TLS in front).")
     port: int = Field(8000, ge=1, le=65535, description="HTTP port of the Serve proxy.")
     engine: LLMConfig | None = Field(
-        None, description="Engine replica settings: placement_bundles (one {GPU: 1, CPU: n} bundle per "
-        "tensor-parallel worker = GPUs per replica; [{CPU: 1}] on vLLM's CPU build), tensor_parallel_size, "
-        "accelerator_type, max_model_len, dtype, engine_kwargs, env, chat_template_kwargs. None: the "
-        "``predict.engine`` settings. Its model is ignored: the top-level `model` (the adapters' base) is served.",
-    )
+        None, description="Engine replica settings (model ignored: the top-level one); None: predict.engine's.")
     min_replicas: int = Field(1, ge=0, description="Fewest engine replicas (0 scales to zero when idle).")
     max_replicas: int = Field(1, ge=1, description="Most engine replicas the autoscaler may start.")
     initial_replicas: int | None = Field(None, ge=0, description="Engine replicas at start (None: min_replicas).")
     target_ongoing_requests: float = Field(
-        16, gt=0, description="Autoscaling target: in-flight requests per engine replica before another starts."
-    )
+        16, gt=0, description="Autoscaling target: in-flight requests per engine replica before another starts.")
     max_ongoing_requests: int = Field(
-        64, ge=1, description="Requests one engine replica accepts at once; more wait in the router's queue."
-    )
-    replica_num_cpus: float = Field(
-        1.0, gt=0, description="Logical CPUs of each engine replica's own actor (its engine bundles are extra)."
-    )
+        64, ge=1, description="Requests one engine replica accepts at once; more wait in the router's queue.")
+    replica_num_cpus: float = Field(1.0, gt=0, description="Logical CPUs of a replica's actor (engine bundles extra).")
     ingress_replicas: int = Field(1, ge=1, description="Replicas of the domain ingress (auth, validation, ranking).")
-    ingress_num_cpus: float = Field(
-        1.0, gt=0, description="Logical CPUs of each ingress replica (tokenising and title normalising run there)."
-    )
-    max_adapters_per_replica: int = Field(
-        4, ge=1, description="LoRA adapters kept loaded per engine replica (vLLM max_loras); loaded on demand."
-    )
+    ingress_num_cpus: float = Field(1.0, gt=0, description="Logical CPUs of each ingress replica.")
+    max_adapters_per_replica: int = Field(4, ge=1, description="LoRA adapters loaded per replica (vLLM max_loras).")
     api_keys_file: str | None = Field(
-        None, description="File with one API key per line ('#' comments). Keys also come from $JOBPRED_API_KEYS "
-        "(comma-separated); `jobpred serve` refuses to start with none unless --insecure.",
-    )
-    max_body_bytes: int = Field(
-        1_000_000, ge=1024, description="Largest request body accepted; larger ones get 413 before parsing."
-    )
-    request_timeout_s: float = Field(
-        60.0, gt=0, description="Per-request limit inside the ingress (504 when the model takes longer)."
-    )
+        None, description="File of API keys, one a line ('#' comments); also $JOBPRED_API_KEYS (comma-"
+        "separated). `jobpred serve` refuses to start with none unless --insecure.")
+    max_body_bytes: int = Field(1_000_000, ge=1024, description="Largest request body (larger: 413 before parsing).")
+    request_timeout_s: float = Field(60.0, gt=0, description="Per-request time limit in the ingress (then 504).")
     max_batch_size: int = Field(32, ge=1, description="Most career records in one /v1/predict request.")
     default_predictor: Literal[PREDICTOR_NAMES] | None = Field(  # type: ignore[valid-type]
-        None, description="Predictor of requests that name none (None: 'joint' when that adapter was trained, "
-        "else 'zero-shot').",
-    )
+        None, description="Predictor of requests that name none (None: 'joint' if trained, else 'zero-shot').")
     temperature: float = Field(0.0, ge=0, description="Sampling temperature of /v1/predict (0: greedy, repeatable).")
     related_k: int = Field(10, ge=0, le=20, description="O*NET Related Occupations listed with each answer.")
     worker_niceness: int | None = Field(
-        0, ge=0, le=19, description="Unix niceness of the engine and ingress replicas (vLLM's processes inherit "
-        "it). Ray starts workers at 15, which on a node shared with normal-priority processes starves the "
-        "server; 0 runs it like any process. None: Ray's default.",
-    )
+        0, ge=0, le=19, description="Unix niceness of the engine and ingress replicas (None: Ray's default, 15).")
 
     @model_validator(mode="after")
     def _replicas(self) -> ServeConfig:
@@ -519,10 +351,7 @@ class JobpredConfig(_Section):
     """The whole pipeline's configuration (one YAML file)."""
 
     name: str = Field("local", description="Preset name, recorded in the manifest.")
-    model: str = Field(
-        "smollm2-135m-instruct",
-        description="Base model: the embedded default, a local HF directory, or a hub id (cluster).",
-    )
+    model: str = Field("smollm2-135m-instruct", description="Base model (embedded default, HF directory or hub id).")
     ray: RayConfig = Field(default_factory=RayConfig)
     synth: SynthConfig = Field(default_factory=SynthConfig)
     prepare: PrepareConfig = Field(default_factory=PrepareConfig)
@@ -568,11 +397,21 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
+def _unshared(node):
+    """A copy in which no mapping or list appears twice: YAML aliases and ``<<: *anchor`` merges share nested
+    values, and an override of one (``reasons.judge.engine_kwargs.x=1``) must leave the other alone."""
+    if isinstance(node, dict):
+        return {key: _unshared(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_unshared(value) for value in node]
+    return node
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> JobpredConfig:
     """Load a YAML preset (or the defaults when ``path`` is None) and apply ``a.b=value`` overrides."""
     data: dict = {}
     if path is not None:
-        data = _read_preset(Path(path).resolve())
+        data = _unshared(_read_preset(Path(path).resolve()))
     for item in overrides or []:
         _apply_override(data, item)
     return JobpredConfig.model_validate(data)

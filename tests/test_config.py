@@ -1,6 +1,9 @@
+import itertools
+import re
 from pathlib import Path
 
 import pytest
+import yaml
 from pydantic import ValidationError
 
 from jobpred.config import JobpredConfig, load_config
@@ -17,6 +20,40 @@ def test_every_shipped_yaml_loads(path):
     cfg = load_config(path)
     assert isinstance(cfg, JobpredConfig)
     assert cfg.name == path.stem
+    assert isinstance(yaml.safe_load(path.read_text()), dict)   # anchors and `<<:` merges are plain YAML
+
+
+def _setting_lines(path: Path) -> list[str]:
+    """A preset's non-blank lines without comments (a copied block with new comments is still a copy)."""
+    lines = (re.sub(r"\s+#.*$", "", line).rstrip() for line in path.read_text().splitlines())
+    return [line for line in lines if line.strip() and not line.lstrip().startswith("#")]
+
+
+def _longest_common_run(a: list[str], b: list[str]) -> int:
+    best, prev = 0, [0] * (len(b) + 1)
+    for x in a:
+        cur = [0] * (len(b) + 1)
+        for j, y in enumerate(b):
+            if x == y:
+                cur[j + 1] = prev[j] + 1
+                best = max(best, cur[j + 1])
+        prev = cur
+    return best
+
+
+@pytest.mark.parametrize("a,b", list(itertools.combinations(CONFIGS, 2)), ids=lambda p: p.stem)
+def test_presets_are_not_copies_of_each_other(a, b):
+    run = _longest_common_run(_setting_lines(a), _setting_lines(b))
+    assert run <= 15, f"{a.name} and {b.name} share {run} consecutive lines: use `base:` (or a YAML anchor)"
+
+
+def test_an_override_of_a_merged_block_leaves_the_block_it_came_from_alone():
+    # local.yaml's judge is `<<: *cpu_engine` (the teacher): the YAML shares their nested values
+    path = Path(__file__).resolve().parents[1] / "configs" / "local.yaml"
+    cfg = load_config(path, ["reasons.judge.engine_kwargs.max_num_seqs=8"])
+    assert cfg.reasons.judge.engine_kwargs["max_num_seqs"] == 8
+    assert cfg.reasons.teacher.engine_kwargs["max_num_seqs"] == 256
+    assert cfg.predict.engine.engine_kwargs["max_num_seqs"] == 256
 
 
 def test_dotted_overrides_are_typed():
