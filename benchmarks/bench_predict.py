@@ -18,7 +18,7 @@ what a trained one costs) for synthetic test examples, greedy, ``--max-tokens`` 
   base rows in one call, the adapter rows in another (LLM.chat needs one call per prompt style anyway);
 - ``vllm-mixed``: plain ``vllm.LLM.generate`` of the same rendered prompts, all rows in one call.
 Greedy decoding stops at the same tokens on every path, so generated tokens are compared one for one.
-Target (issue 6): pipeline >= 0.9x plain vLLM at steady state.
+Target: pipeline >= 0.9x plain vLLM at steady state.
 
 Answers (``--answers N``): ``zero-shot`` and ``zero-shot-reason`` on the first N validation examples with
 ``predict.answer_mode`` free (generate, then map with the normaliser and fall-backs) vs constrained (a
@@ -177,9 +177,9 @@ def _answers(run: Path, n: int) -> list[dict]:
     import polars as pl
 
     from jobpred import predict
-    from jobpred.eval.predictions import example_features
     from jobpred.eval.report import load_frame
     from jobpred.eval.score import score_predictions
+    from jobpred.predictions import example_features
 
     rows = []
     for mode in ("free", "constrained"):

@@ -1,11 +1,11 @@
 """Synthetic generation + prepare (validate, normalise, split) at scale, Ray Data vs one process.
 
 Run as:
-    python -m benchmarks.bench_prepare --persons 1000000        # the issue's target: <= 5 min, <= 4 GB
+    python -m benchmarks.bench_prepare --persons 1000000        # the target: <= 5 min, <= 4 GB
     python -m benchmarks.bench_prepare --persons 100000 --engines ray local
 
 Each engine runs in a fresh subprocess so its peak memory (PSS of the process tree, Ray's workers
-included) is its own. Target from the foundation issue: 1M persons generated + prepared in <= 5 minutes
+included) is its own. Target: 1M persons generated + prepared in <= 5 minutes
 and <= 4 GB peak on a 2-core machine.
 """
 

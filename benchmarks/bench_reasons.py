@@ -18,7 +18,7 @@ one after the other:
   with all of them; steady state = the difference in tokens over the difference in time, fixed cost per
   execution = what remains of the small run;
 - ``hf``: transformers batched ``generate`` (batches of 16, left padding, same length).
-Targets from the issue: pipeline >= 0.9x plain vLLM at steady state, >= 1.5x transformers; structured
+Targets: pipeline >= 0.9x plain vLLM at steady state, >= 1.5x transformers; structured
 judge <= 1.3x the time of unconstrained generation of the same length.
 """
 

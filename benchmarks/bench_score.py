@@ -8,7 +8,7 @@ Predictions are drawn to look like a real predictor's output: exact codes, offic
 spacing, related occupations at every Index, other valid codes, invalid strings, nulls and blanks, each row
 with a ranked top-10 list. The train table has the examples schema's columns the Markov baseline reads
 (history[].onet_code, target_code); careers are random walks over O*NET (stay / related / career
-changers / anything), 2-8 jobs per person. Targets from the issue: scoring 1M predictions takes seconds;
+changers / anything), 2-8 jobs per person. Targets: scoring 1M predictions takes seconds;
 the Markov baseline trains on 1M persons in under a minute. Each timing is the best of two runs.
 """
 

@@ -14,8 +14,8 @@ What runs, one after the other, on this machine (each server alone on the cores 
      completions through the Serve app (``smollm2-135m-instruct:joint``): the Serve stack without the domain work;
    then ``mixed``: /v1/predict at concurrency 8 with every 10th request malformed (must be 4xx, never 5xx).
 2. ``vllm serve`` of the same model directory with the same engine settings and the same LoRA adapter,
-   sent the same chat requests with the OpenAI client (``vllm-openai``): the reference. Target from the
-   issue: /v1/predict >= 0.8x its requests/s at the same concurrency.
+   sent the same chat requests with the OpenAI client (``vllm-openai``): the reference. Target:
+   /v1/predict >= 0.8x its requests/s at the same concurrency.
 
 Greedy decoding, same prompts, same max_tokens: both servers generate the same tokens, so requests/s compare.
 Each measurement gets records of its own, so no run is sped up by prefix-cache hits of an earlier one (the

@@ -13,8 +13,8 @@ same batch size per worker, each measurement in a fresh subprocess, one after th
 - ``ray-2``: 2 workers with 1 CPU each (1 thread each), DDP over gloo: twice the rows per step.
 ``plain`` runs first and again last, and ``vs_plain`` divides by the mean of the two, to bracket the drift
 of a shared machine. Throughput is the steady state (steps 2..N, from each run's metrics.jsonl: real tokens of prompt + target,
-forward + backward + optimiser); wall time includes Ray start, tokenising and worker start-up. Target from
-the issue: ray-1 >= 0.9x plain. ``tokens_per_cpu_s`` divides by the CPU time of the training process(es)
+forward + backward + optimiser); wall time includes Ray start, tokenising and worker start-up. Target:
+ray-1 >= 0.9x plain. ``tokens_per_cpu_s`` divides by the CPU time of the training process(es)
 instead of wall time: on a machine shared with other jobs it compares the code paths without the
 neighbours' load. Peak memory is the PSS of the process tree (driver, Ray, workers).
 """

@@ -1,4 +1,4 @@
-"""Evaluation: the paper's metrics, baseline predictors and the report (layer 4; see architecture.md).
+"""Evaluation: the paper's metrics, baseline predictors and the report (layer 4 of the pipeline; see README.md).
 
     from jobpred.eval import run_baselines, run_report
     run_baselines(cfg, "runs/demo")   # RUN_DIR/predictions/{popular,stay,markov,gru}.parquet

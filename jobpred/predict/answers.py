@@ -5,7 +5,7 @@
     ranked.codes[0], ranked.method          # '29-1141.00', 'exact'
 
 Method ("generate, then map", chosen over constrained decoding; the comparison on the validation split
-is in ``docs/predict.md`` and ``benchmarks/bench_answers.py``):
+is in ``docs/predict.md``; ``python -m benchmarks.bench_predict --answers N`` reruns it):
 
 1. **First choice.** The model's answer text is mapped strictly (an official title or code: ``exact``),
    else through the title normaliser (alternate titles, abbreviations, typos: ``normalised``). An output
