@@ -299,23 +299,99 @@ def test_unavailable_engine_is_503(ranker):
     assert r.status_code == 503 and r.json()["error"]["type"] == "model_error"
 
 
-@pytest.mark.parametrize("reply", [
-    "<think>\nShe moved up in nursing.\n</think>\nShe will work as a Nurse Practitioner.",  # no answer block
-    'She likes patients. Next: "Registered Nurses"',
-    "<think>\nclinical work\n</think>\n<answer>Nurse Practitioners</answer>",
-])
-def test_free_text_output_ranks_the_same_online_as_in_batch(ranker, reply):
-    """The Serve path hands the ranker the same alternative phrases as batch prediction (RankAnswers.finish)."""
-    from jobpred.config import JobpredConfig
-    from jobpred.predict.batch import RankAnswers
+# ---- online == batch --------------------------------------------------------------------------------
 
-    r = client(FakeBackend(ranker, reply=reply)).post("/v1/predict", json=record(), headers=AUTH)
-    assert r.status_code == 200
-    online = r.json()
-    batch = RankAnswers(JobpredConfig(predict={"top_k": 5}), two_step=False)
-    row = batch.finish({"example_id": "e", "predictor": "joint", "s1_generated_text": reply, "error": None,
-                        "s1_llm_error": None, "s1_prompt_tokens": 1, "s1_generated_tokens": 1,
-                        "history_codes": ["29-1141.00", "29-1171.00"],  # the record's two jobs, normalised
-                        "history_jobs_dropped": 0, "history_json": "{}"})
-    assert online["answer_method"] == row["answer_method"]
-    assert [t["code"] for t in online["top_k"]] == row["ranked_codes"]
+# Scripted model outputs of each step (what a small model writes: clean blocks, free text, a cut-off reason).
+SCRIPTS = {
+    "zero-shot": ["Nurse Practitioners</answer>"],
+    "zero-shot-reason": ["She likes patients.\n</think>\nShe will work as a Nurse Practitioner."],
+    "joint": ["<think>\nShe moved up in nursing.\n</think>\n<answer>Nurse Practitioners</answer>"],
+    "two-model": ["<think>\nclinical work, then teaching\n</think>",
+                  "<answer>Nursing Instructors and Teachers, Postsecondary</answer>"],
+    "two-model-dpo": ["<think>\nnever closed", "The answer is a Medical and Health Services Manager."],
+    "predictor-no-reason": ['She will be "Registered Nurses" again'],
+}
+
+
+def _batch(cfg, rec, ranker, names):
+    """The batch pipeline's three actors on one example (the prepared form of ``rec``), with the scripted
+    outputs in place of the two vLLM stages; returns (result rows, requests each step sent)."""
+    import pyarrow as pa
+
+    from jobpred.predict.batch import BuildRequests, ChainStep, RankAnswers
+    from jobpred.predict.records import resolve_history
+
+    example = {"example_id": "e", "education": [e.model_dump() for e in rec.education],
+               "history": resolve_history(rec, ranker.normalizer, ranker.taxonomy)}
+    paths = {a: a for a in ("joint", "joint-dpo", "reasoner", "reasoner-dpo", "predictor")}
+    kwargs = {"cfg": cfg, "names": names, "adapter_paths": paths}
+    sent: dict[str, list] = {n: [] for n in names}
+
+    def engine(table: pa.Table, step: int) -> pa.Table:  # what the vLLM stage adds to each row
+        texts = []
+        for r in table.select(["predictor", "n_steps", "model", "messages", "sampling"]).to_pylist():
+            real = step < r["n_steps"]
+            if real:
+                sent[r["predictor"]].append((r["model"], r["messages"], json.loads(r["sampling"])))
+            texts.append(SCRIPTS[r["predictor"]][step] if real else "-")
+        n = len(texts)
+        return (table.drop_columns(["messages", "sampling"])
+                .append_column("generated_text", pa.array(texts, pa.string()))
+                .append_column("prompt_tokens", pa.array([1] * n, pa.int32()))
+                .append_column("generated_tokens", pa.array([1] * n, pa.int32()))
+                .append_column("llm_seconds", pa.array([0.0] * n))
+                .append_column("llm_error", pa.array([None] * n, pa.string())))
+
+    table = BuildRequests(**kwargs)(pa.Table.from_pylist([example]))
+    table = engine(ChainStep(**kwargs)(engine(table, 0)), 1)
+    rows = RankAnswers(**kwargs, two_step=True)(table).to_pylist()
+    return {r["predictor"]: r for r in rows}, sent
+
+
+@pytest.mark.parametrize("answer_mode", ["free", "constrained"])
+def test_a_record_gets_the_same_prompts_and_answer_online_as_in_batch(ranker, answer_mode):
+    """One predictor object behind both paths: the same record and the same scripted outputs give the same
+    prompts, budgets and responses (reason, first choice, top-k, method) in every predictor."""
+    from jobpred.config import JobpredConfig
+    from jobpred.llm.budget import TokenCounter
+    from jobpred.predict.batch import engine_config
+    from jobpred.schema import CareerRecord
+
+    names = list(SCRIPTS)
+    cfg = JobpredConfig(predict={"top_k": 5, "max_tokens": 64, "answer_max_tokens": 16, "answer_mode": answer_mode,
+                                 "predictors": names, "engine": {"max_model_len": 1024}})
+    # 30 jobs do not fit 1024 tokens: both paths must drop the same oldest ones
+    rec = CareerRecord.model_validate(record(titles=("Registered Nurse",) * 27 + ("Charge Nurse", "Nurse Educator",
+                                                                                  "Nurse Practitioner")))
+    rows, sent = _batch(cfg, rec, ranker, names)
+    count = TokenCounter(engine_config(cfg))
+    online_calls: list = []
+
+    async def generate(model, messages, sampling):
+        online_calls.append((model, messages, sampling))
+        return SCRIPTS[name][len(online_calls) - 1]
+
+    service = PredictService(model_id="base", adapters={"joint", "joint-dpo", "reasoner", "reasoner-dpo", "predictor"},
+                             generate=generate, count=count, context=count.context, predict=cfg.predict,
+                             ranker=ranker)
+    for name in names:
+        online_calls.clear()
+
+        async def one():
+            return await service.predict(rec, name, await service.prepare(rec, name))
+
+        online, batch = asyncio.run(one()), rows[name]
+        assert online["history_jobs_dropped"] == batch["history_jobs_dropped"] > 0, name
+        assert [c[1] for c in online_calls] == [c[1] for c in sent[name]], name  # the same prompts, step by step
+        assert [c[2]["max_tokens"] for c in online_calls] == [c[2]["max_tokens"] for c in sent[name]]
+        assert [c[2].get("regex") for c in online_calls] == [c[2].get("regex") for c in sent[name]]
+        assert [c[0].removeprefix("base:") for c in online_calls] == [
+            m if m in {"joint", "joint-dpo", "reasoner", "reasoner-dpo", "predictor"} else "base"
+            for m, _, _ in sent[name]]
+        assert online["reason"] == batch["reason"], name
+        assert online["occupation"]["code"] == batch["ranked_codes"][0], name
+        assert [t["code"] for t in online["top_k"]] == batch["ranked_codes"], name
+        assert online["answer_method"] == batch["answer_method"], name
+    # the scripts exercise the model's answer, a free-text phrase and a fall-back
+    methods = {rows[n]["answer_method"] for n in names}
+    assert "exact" in methods and len(methods) >= 3, methods

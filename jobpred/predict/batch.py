@@ -37,16 +37,14 @@ import pyarrow as pa
 
 from jobpred.config import JobpredConfig, LLMConfig
 from jobpred.llm import engine
-from jobpred.predict.steps import (
-    Step,
-    adapters_needed,
-    parse_step,
-    predictor_steps,
-    prompt_version,
-    step_max_tokens,
-    step_messages,
-    step_regex,
-)
+from jobpred.llm.budget import PromptTooLong, TokenCounter
+from jobpred.models import resolve_model
+from jobpred.predict.answers import AnswerRanker
+from jobpred.predict.predictor import Predictor, State, StepRequest
+from jobpred.predict.steps import adapters_needed, predictor_steps
+from jobpred.predictions import example_features
+from jobpred.rundir import RunDir
+from jobpred.schema import PREDICTIONS_SCHEMA
 
 _LIGHT_CPU = 0.1
 _NOOP = [{"role": "user", "content": "-"}]
@@ -67,78 +65,64 @@ RESULT_SCHEMA = pa.schema([
 
 
 def engine_config(cfg: JobpredConfig) -> LLMConfig:
-    """The prediction engine: ``predict.engine`` on the top-level model, with LoRA on (rank of ``train.lora``)."""
-    rank = max(8, cfg.train.lora.rank)
-    lora = {"enable_lora": True, "max_lora_rank": rank, "max_loras": 4}
+    """The prediction engine: ``predict.engine`` on the base model the adapters were trained on, with LoRA on
+    (rank of ``train.lora``), as the Serve replicas build it."""
+    lora = engine.lora_engine_kwargs(cfg.train.lora.rank, max_loras=4)
     return cfg.predict.engine.model_copy(update={
-        "model": cfg.model, "engine_kwargs": {**lora, **cfg.predict.engine.engine_kwargs}})
+        "model": cfg.train.model or cfg.model, "engine_kwargs": {**lora, **cfg.predict.engine.engine_kwargs}})
 
 
-def _sampling(cfg: JobpredConfig, step: Step, titles: list[str] | None) -> dict:
-    """Greedy sampling of one step. Every row of a batch must carry the same keys (Ray Data builds one
-    Arrow struct of them; a key missing in some rows turns into nulls and mixed types in the engine)."""
-    p = cfg.predict
-    max_tokens = step_max_tokens(step, p.max_tokens, p.answer_max_tokens)
-    sampling = {"temperature": 0.0, "top_p": 1.0, "max_tokens": max_tokens, "seed": 0}
-    if titles:
-        sampling["regex"] = step_regex(step, max_tokens, titles)
-    return sampling
+def predictors(cfg: JobpredConfig, names: list[str]) -> dict[str, Predictor]:
+    """The :class:`Predictor` of each name, sharing one tokenizer and one ranker (an actor builds them once)."""
+    count = TokenCounter(engine_config(cfg))
+    ranker = AnswerRanker(top_k=cfg.predict.top_k, nearest_min_score=cfg.predict.nearest_min_score)
+    return {name: Predictor(name, cfg.predict, ranker, count, count.context) for name in names}
 
 
-def _noop_sampling(cfg: JobpredConfig) -> dict:
-    """A 1-token request with the same keys as real ones (see :func:`_sampling`)."""
-    constrained = cfg.predict.answer_mode == "constrained"
-    return {"temperature": 0.0, "top_p": 1.0, "max_tokens": 1, "seed": 0, **({"regex": "-"} if constrained else {})}
+def _state(row: dict, texts: list[str]) -> State:
+    return State(row["history_json"] or "", row["history_jobs_dropped"], tuple(row["history_codes"]), tuple(texts))
 
 
-class BuildRequests:
-    """Ray Data actor: example rows -> step-1 requests, one per configured predictor (tokenizer loaded once)."""
+class _Stage:
+    """A Ray Data actor holding the predictors (tokenizer, taxonomy and title normaliser loaded once)."""
 
-    def __init__(self, cfg: JobpredConfig, predictors: list[str], adapter_paths: dict[str, str]) -> None:
-        from jobpred.llm.budget import TokenCounter
-        from jobpred.models import resolve_model
+    def __init__(self, cfg: JobpredConfig, names: list[str], adapter_paths: dict[str, str]) -> None:
+        self.cfg, self.paths = cfg, adapter_paths
+        self.predictors = predictors(cfg, names)
+        self.base = resolve_model(engine_config(cfg).model)
+        constrained = cfg.predict.answer_mode == "constrained"
+        # a 1-token request with the same sampling keys as real ones: every row of a batch must carry the
+        # same keys (Ray Data builds one Arrow struct of them; a missing key becomes nulls and mixed types)
+        self.noop = {"model": self.base, "messages": _NOOP, "sampling": json.dumps(
+            {"temperature": 0.0, "top_p": 1.0, "max_tokens": 1, "seed": 0, **({"regex": "-"} if constrained else {})})}
 
-        self.cfg, self.predictors, self.paths = cfg, predictors, adapter_paths
-        self.base = resolve_model(cfg.model)
-        self.count = TokenCounter(engine_config(cfg))
-        self.titles = _titles() if cfg.predict.answer_mode == "constrained" else None
+    def columns(self, req: StepRequest) -> dict:
+        """The engine columns of one request (greedy: the predictions are reproducible)."""
+        sampling = {"temperature": 0.0, "top_p": 1.0, "max_tokens": req.max_tokens, "seed": 0}
+        if req.regex is not None:
+            sampling["regex"] = req.regex
+        return {"model": self.paths[req.adapter] if req.adapter else self.base, "messages": req.messages,
+                "sampling": json.dumps(sampling)}
 
-    def model_of(self, step: Step) -> str:
-        return self.paths[step.adapter] if step.adapter else self.base
+
+class BuildRequests(_Stage):
+    """Ray Data actor: example rows -> step-1 requests, one per configured predictor."""
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        from jobpred.llm.budget import PromptTooLong, fit_history
-
         rows = []
         for ex in batch.to_pylist():
             codes = [j["onet_code"] for j in ex["history"]]
-            for name in self.predictors:
-                steps = predictor_steps(name)
-                first, sampling = steps[0], _sampling(self.cfg, steps[0], self.titles)
-                # a two-step predictor's second prompt holds the history plus the reason: budget for both
-                reserve = sampling["max_tokens"] + (self.cfg.predict.max_tokens + self.cfg.predict.answer_max_tokens
-                                                    if len(steps) > 1 else 0)
-                row = {"example_id": ex["example_id"], "predictor": name, "n_steps": len(steps),
-                       "model": self.model_of(first), "history_codes": codes, "history_jobs_dropped": 0,
-                       "error": None, "sampling": json.dumps(sampling)}
+            for name, p in self.predictors.items():
+                row = {"example_id": ex["example_id"], "predictor": name, "n_steps": len(p.steps),
+                       "history_codes": codes, "history_jobs_dropped": 0, "error": None}
                 try:
-                    history, dropped, _ = fit_history(
-                        self.count, self.count.context, lambda h, s=first: step_messages(s, h, ""),
-                        ex["education"], ex["history"], reserve)
-                    row.update(history_json=history, history_jobs_dropped=dropped,
-                               messages=step_messages(first, history, ""))
+                    state = p.start(ex["education"], ex["history"])
+                    row.update(history_json=state.history_json, history_jobs_dropped=state.history_jobs_dropped,
+                               **self.columns(p.request(state)))
                 except PromptTooLong as exc:
-                    row.update(history_json=None, messages=_NOOP, error=f"prompt too long: {exc}",
-                               sampling=json.dumps(_noop_sampling(self.cfg)))
+                    row.update(history_json=None, error=f"prompt too long: {exc}", **self.noop)
                 rows.append(row)
         return pa.Table.from_pylist(rows, schema=REQUEST_SCHEMA)
-
-
-def _titles() -> list[str]:
-    from jobpred.taxonomy import Taxonomy
-
-    tax = Taxonomy.load()
-    return sorted({tax.title(c) for c in tax.occupations})
 
 
 def _rename_outputs(batch: pa.Table, prefix: str) -> pa.Table:
@@ -146,94 +130,70 @@ def _rename_outputs(batch: pa.Table, prefix: str) -> pa.Table:
     return batch.rename_columns(names)
 
 
-class ChainStep:
+class ChainStep(_Stage):
     """Ray Data actor: after step 1, the second request of two-step predictors (no-op for the others)."""
-
-    def __init__(self, cfg: JobpredConfig, adapter_paths: dict[str, str]) -> None:
-        from jobpred.models import resolve_model
-
-        self.cfg, self.paths, self.base = cfg, adapter_paths, resolve_model(cfg.model)
-        self.titles = _titles() if cfg.predict.answer_mode == "constrained" else None
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         batch = _rename_outputs(batch, "s1_")
-        models, messages, samplings = [], [], []
-        for r in batch.select(["predictor", "n_steps", "history_json", "s1_generated_text", "s1_llm_error",
-                               "error", "model"]).to_pylist():
+        cols = []
+        for r in batch.select(["predictor", "n_steps", "history_json", "history_jobs_dropped", "history_codes",
+                               "s1_generated_text", "s1_llm_error", "error"]).to_pylist():
             if r["n_steps"] < 2 or r["error"] or r["s1_llm_error"]:
-                models.append(r["model"])
-                messages.append(_NOOP)
-                samplings.append(json.dumps(_noop_sampling(self.cfg)))
+                cols.append(self.noop)
                 continue
-            first, second = predictor_steps(r["predictor"])[:2]
-            reason = parse_step(first, r["s1_generated_text"]).reason or ""
-            models.append(self.paths[second.adapter] if second.adapter else self.base)
-            messages.append(step_messages(second, r["history_json"], reason))
-            samplings.append(json.dumps(_sampling(self.cfg, second, self.titles)))
+            cols.append(self.columns(self.predictors[r["predictor"]].request(_state(r, [r["s1_generated_text"]]))))
         batch = batch.drop_columns([c for c in ("model", "messages", "sampling") if c in batch.column_names])
-        return (batch.append_column("model", pa.array(models, pa.string()))
-                .append_column("messages", pa.array(messages, MESSAGES_TYPE))
-                .append_column("sampling", pa.array(samplings, pa.string())))
+        return (batch.append_column("model", pa.array([c["model"] for c in cols], pa.string()))
+                .append_column("messages", pa.array([c["messages"] for c in cols], MESSAGES_TYPE))
+                .append_column("sampling", pa.array([c["sampling"] for c in cols], pa.string())))
 
 
-class RankAnswers:
+class RankAnswers(_Stage):
     """Ray Data actor: generated text -> reason, answer text and a ranked list of valid O*NET codes."""
 
-    def __init__(self, cfg: JobpredConfig, two_step: bool) -> None:
-        from jobpred.predict.answers import AnswerRanker
-
+    def __init__(self, cfg: JobpredConfig, names: list[str], adapter_paths: dict[str, str], two_step: bool) -> None:
+        super().__init__(cfg, names, adapter_paths)
         self.two_step = two_step
-        self.ranker = AnswerRanker(top_k=cfg.predict.top_k, nearest_min_score=cfg.predict.nearest_min_score)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         if not self.two_step:
             batch = _rename_outputs(batch, "s1_")
-        rows = []
-        for r in batch.to_pylist():
-            rows.append(self.finish(r))
-        return pa.Table.from_pylist(rows, schema=RESULT_SCHEMA)
+        return pa.Table.from_pylist([self.finish(r) for r in batch.to_pylist()], schema=RESULT_SCHEMA)
 
     def finish(self, r: dict) -> dict:
-        steps = predictor_steps(r["predictor"])
+        p = self.predictors[r["predictor"]]
         texts = [r["s1_generated_text"] or ""]
-        errors = [r["error"], r["s1_llm_error"] or None]
+        error = r["error"] or r["s1_llm_error"] or None
         tokens = [r["s1_prompt_tokens"] or 0, r["s1_generated_tokens"] or 0]
-        if len(steps) > 1 and not any(errors):
+        if len(p.steps) > 1 and not error:
             texts.append(r["generated_text"] or "")
-            errors.append(r["llm_error"] or None)
+            error = r["llm_error"] or None
             tokens = [tokens[0] + (r["prompt_tokens"] or 0), tokens[1] + (r["generated_tokens"] or 0)]
-        error = next((e for e in errors if e), None)
-        parsed = [parse_step(s, t) for s, t in zip(steps, texts)]
-        reason = parsed[0].reason
-        complete = len(parsed) == len(steps) and not error
-        answer = parsed[-1].answer if complete else None
-        problem = next((p.problem for p in parsed if p.problem), None)
-        ranked = self.ranker.rank(answer, r["history_codes"], parsed[-1].alternatives if complete else ())
-        return {"example_id": r["example_id"], "predictor": r["predictor"], "ranked_codes": ranked.codes,
-                "reason": reason, "answer_text": answer, "answer_method": ranked.method,
-                "format_problem": problem, "raw_output": "\n---\n".join(texts), "error": error,
+        pred = p.finish(_state(r, texts), error)
+        return {"example_id": r["example_id"], "predictor": r["predictor"], "ranked_codes": pred.ranked.codes,
+                "reason": pred.reason, "answer_text": pred.answer_text, "answer_method": pred.ranked.method,
+                "format_problem": pred.format_problem, "raw_output": pred.raw_output, "error": pred.error,
                 "prompt_tokens": tokens[0], "generated_tokens": tokens[1],
-                "history_jobs_dropped": r["history_jobs_dropped"],
-                "adapters": ",".join(adapters_needed(r["predictor"])) or None,
-                "prompt_version": ",".join(prompt_version(s) for s in steps), "history_json": r["history_json"]}
+                "history_jobs_dropped": r["history_jobs_dropped"], "adapters": ",".join(p.adapters) or None,
+                "prompt_version": p.prompt_version, "history_json": r["history_json"]}
 
 
-def build_pipeline(ds, cfg: JobpredConfig, predictors: list[str], adapter_paths: dict[str, str]):
+def build_pipeline(ds, cfg: JobpredConfig, names: list[str], adapter_paths: dict[str, str]):
     """Example rows -> RESULT_SCHEMA rows (lazy Ray Dataset)."""
     import ray
 
     econf = engine_config(cfg)
     pool = ray.data.ActorPoolStrategy(min_size=1, max_size=1)
-    ds = ds.map_batches(BuildRequests, fn_constructor_kwargs={"cfg": cfg, "predictors": predictors,
-                                                              "adapter_paths": adapter_paths},
+    kwargs = {"cfg": cfg, "names": names, "adapter_paths": adapter_paths}
+    ds = ds.map_batches(BuildRequests, fn_constructor_kwargs=kwargs,
                         batch_size=16, batch_format="pyarrow", num_cpus=_LIGHT_CPU, compute=pool)
     ds = engine.build_processor(econf)(ds)
-    two_step = any(len(predictor_steps(p)) > 1 for p in predictors)
+    two_step = any(len(predictor_steps(p)) > 1 for p in names)
     if two_step:
-        ds = ds.map_batches(ChainStep, fn_constructor_kwargs={"cfg": cfg, "adapter_paths": adapter_paths},
+        ds = ds.map_batches(ChainStep, fn_constructor_kwargs=kwargs,
                             batch_size=None, batch_format="pyarrow", num_cpus=_LIGHT_CPU, compute=pool)
         ds = engine.build_processor(econf)(ds)
-    return ds.map_batches(RankAnswers, fn_constructor_kwargs={"cfg": cfg, "two_step": two_step},
+    return ds.map_batches(RankAnswers, fn_constructor_kwargs={**kwargs, "two_step": two_step},
                           batch_size=None, batch_format="pyarrow", num_cpus=_LIGHT_CPU, compute=pool)
 
 
@@ -261,8 +221,6 @@ def predict_table(examples: pa.Table, cfg: JobpredConfig, predictors: list[str],
 
 def trained_adapters(run_dir: str | os.PathLike) -> dict[str, str]:
     """Adapter name -> absolute directory, from the manifest's ``train`` stage ({} before training)."""
-    from jobpred.rundir import RunDir
-
     run = RunDir(run_dir)
     adapters = run.manifest()["stages"].get("train", {}).get("adapters", {})
     return {name: str((run.path / info["path"]).resolve()) for name, info in adapters.items()}
@@ -299,9 +257,6 @@ def collect(ds, total: int) -> pa.Table:
 
 def write_tables(out_dir: Path, examples: pl.DataFrame, results: pl.DataFrame, predictors: list[str]) -> dict:
     """One predictions table per predictor (PREDICTIONS_SCHEMA columns first, then the LLM extras)."""
-    from jobpred.predictions import example_features
-    from jobpred.schema import PREDICTIONS_SCHEMA
-
     feats = example_features(examples).collect()
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {}

@@ -33,12 +33,15 @@ from jobpred.llm.prompts import (
     PROMPTS,
     THINK_PREFILL,
     answer_messages,
+    answer_regex,
     candidate_messages,
     candidate_regex,
     parse_answer,
     parse_candidate,
+    parse_reason,
     predictor_messages,
     reason_messages,
+    reason_regex,
 )
 
 StepKind = Literal["answer", "joint", "reason", "predict"]
@@ -108,17 +111,11 @@ def step_max_tokens(step: Step, reason_tokens: int, answer_tokens: int) -> int:
 def step_regex(step: Step, max_tokens: int, titles: list[str]) -> str:
     """The 'constrained' answer mode: a regex that forces the step's answer to be one official title (a
     reason step, which names no occupation, is held to the reason block's format)."""
-    alternatives = "(" + "|".join(_literal(t) for t in titles) + ")"
     if step.kind == "joint":
         return candidate_regex(max_tokens, prefill=bool(step.prefill), titles=titles)
     if step.kind == "reason":
-        return rf"<think>\n[^<]{{8,{max(16, (max_tokens - 8) * 2)}}}</think>"
-    body = alternatives + "</answer>"
-    return body if step.prefill else "<answer>" + body
-
-
-def _literal(text: str) -> str:
-    return "".join("\\" + ch if ch in "\\.^$*+?()[]{}|" else ch for ch in text)
+        return reason_regex(max_tokens)
+    return answer_regex(titles, prefill=bool(step.prefill))
 
 
 @dataclass(frozen=True)
@@ -147,9 +144,9 @@ def parse_step(step: Step, text: str) -> StepParse:
         answer = parsed.answer or parse_answer(full)
         return StepParse(reason, answer, parsed.problem, () if answer else _phrases(full))
     if step.kind == "reason":
-        parsed = parse_candidate(full + "\n<answer>-</answer>" if "</think>" in full else full)
-        if parsed.reason:
-            return StepParse(parsed.reason, None, None)
+        reason = parse_reason(full)
+        if reason:
+            return StepParse(reason, None, None)
         return StepParse(_open_reason(full), None, "no closed <think> block")
     answer = parse_answer(full)
     if answer:

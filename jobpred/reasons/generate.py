@@ -82,7 +82,7 @@ class BuildCandidateRequests:
             from jobpred.taxonomy import Taxonomy
 
             tax = Taxonomy.load()
-            titles = sorted({tax.title(c) for c in tax.occupations})
+            titles = tax.titles()
             self.regex = candidate_regex(cfg.max_tokens, self.prefill, titles)
 
     def _messages(self, variant: str, history: str, target_title: str) -> list[dict]:

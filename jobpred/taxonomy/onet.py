@@ -93,6 +93,10 @@ class Taxonomy:
     def title(self, code: str) -> str:
         return self.occupations[code].title
 
+    def titles(self) -> list[str]:
+        """Every official title once, sorted (the choices of a constrained answer)."""
+        return sorted({o.title for o in self.occupations.values()})
+
     def job_zone(self, code: str) -> int | None:
         occ = self.occupations.get(code)
         return occ.job_zone if occ else None

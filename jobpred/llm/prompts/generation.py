@@ -170,6 +170,18 @@ def candidate_regex(max_tokens: int, prefill: bool, titles: list[str] | None = N
     return body if prefill else r"<think>\n" + body
 
 
+def reason_regex(max_tokens: int) -> str:
+    """Structured-output regex of a reason-only output (the two-model reasoner): one closed reason block
+    that fits ``max_tokens`` at the same cautious 2 characters per token."""
+    return rf"<think>\n[^<]{{8,{max(16, (max_tokens - 8) * 2)}}}</think>"
+
+
+def answer_regex(titles: list[str], prefill: bool) -> str:
+    """Structured-output regex of an answer-only output: one of ``titles`` in an answer block."""
+    body = "(" + "|".join(map(_regex_literal, titles)) + ")</answer>"
+    return body if prefill else "<answer>" + body
+
+
 # ---- two-model: reason only, then predictor (history + reason -> answer) -----------------------------
 
 _REASON_TASK = (

@@ -1,0 +1,137 @@
+"""One LLM predictor, end to end except the model call: steps, prompts, token budget, parsing, ranking.
+
+    p = Predictor("two-model", cfg.predict, ranker, count, context)
+    state = p.start(education, jobs)            # the budget rule; PromptTooLong when one job does not fit
+    while (req := p.request(state)) is not None:
+        state = state.add(generate(req))        # the injected model call: text for one StepRequest
+    prediction = p.finish(state)                # reason, answer, ranked valid O*NET codes, method, ...
+
+    prediction = await p.run(education, jobs, generate)   # the same loop, for an async ``generate``
+
+Batch prediction (:mod:`jobpred.predict.batch`) runs the loop as a Ray Data pipeline -- ``start`` and the
+first ``request`` in one stage, a vLLM stage, ``request`` again for two-step predictors, a vLLM stage,
+``finish`` -- and the Serve app (:mod:`jobpred.serving.service`) awaits the engine replicas inside ``run``.
+Both hold one object of this class per predictor, so a record gets the same prompts, the same budget and
+the same ranked answer offline and online (tests/test_predict.py feeds both the same scripted outputs).
+
+Budget rule (one for every step): the first prompt plus the tokens of *every* step's output must fit the
+context, so a two-step predictor also reserves room for the reason it will carry into its second prompt
+(``max_tokens`` + ``answer_max_tokens``); the oldest jobs are dropped first (:func:`jobpred.llm.budget.fit_history`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from jobpred.config import PredictConfig
+from jobpred.llm.budget import fit_history
+from jobpred.predict.answers import AnswerRanker, RankedAnswer
+from jobpred.predict.steps import (
+    adapters_needed,
+    parse_step,
+    predictor_steps,
+    prompt_version,
+    step_max_tokens,
+    step_messages,
+    step_regex,
+)
+
+
+@dataclass(frozen=True)
+class StepRequest:
+    """What to generate next: which adapter (None: the base model), the chat messages, the output budget and,
+    in the 'constrained' answer mode, the regex the output must match. ``prefill``: the last message is an
+    assistant turn the model continues (base-model steps), not a new turn."""
+
+    adapter: str | None
+    messages: list[dict]
+    max_tokens: int
+    regex: str | None
+    prefill: bool
+
+
+@dataclass(frozen=True)
+class State:
+    """One record on its way through a predictor's steps: the fitted history and the texts generated so far."""
+
+    history_json: str
+    history_jobs_dropped: int
+    history_codes: tuple[str | None, ...]  # O*NET codes of every job, oldest first (the ranker's fall-back)
+    texts: tuple[str, ...] = ()
+
+    def add(self, text: str | None) -> State:
+        return dataclasses.replace(self, texts=(*self.texts, text or ""))
+
+
+@dataclass(frozen=True)
+class Prediction:
+    reason: str | None
+    answer_text: str | None  # the model's answer before mapping to O*NET (None: none could be read)
+    ranked: RankedAnswer  # valid O*NET codes, titles, scores, best first; ``ranked.method`` says how
+    format_problem: str | None
+    raw_output: str
+    error: str | None
+
+
+class Predictor:
+    """One predictor by name (:data:`jobpred.predict.steps.PREDICTORS`) with its settings and ranker."""
+
+    def __init__(self, name: str, cfg: PredictConfig, ranker: AnswerRanker, count: Callable[[list[dict]], int],
+                 context: int) -> None:
+        self.name, self.steps, self.cfg, self.ranker = name, predictor_steps(name), cfg, ranker
+        self.count, self.context = count, context
+        self.adapters = adapters_needed(name)
+        self.prompt_version = ",".join(prompt_version(s) for s in self.steps)
+        self._titles = ranker.taxonomy.titles() if cfg.answer_mode == "constrained" else None
+
+    def max_tokens(self, i: int) -> int:
+        return step_max_tokens(self.steps[i], self.cfg.max_tokens, self.cfg.answer_max_tokens)
+
+    def start(self, education: list[dict] | None, jobs: list[dict]) -> State:
+        """Fit the history to the budget; raises :class:`jobpred.llm.budget.PromptTooLong`."""
+        first = self.steps[0]
+        reserve = self.max_tokens(0) + (self.cfg.max_tokens + self.cfg.answer_max_tokens if len(self.steps) > 1 else 0)
+        history, dropped, _ = fit_history(self.count, self.context, lambda h: step_messages(first, h, ""),
+                                          education, jobs, reserve)
+        return State(history, dropped, tuple(j.get("onet_code") for j in jobs))
+
+    def request(self, state: State) -> StepRequest | None:
+        """The next step's request, None when every step has its text."""
+        i = len(state.texts)
+        if i == len(self.steps):
+            return None
+        step = self.steps[i]
+        reason = parse_step(self.steps[0], state.texts[0]).reason or "" if i else ""
+        max_tokens = self.max_tokens(i)
+        regex = step_regex(step, max_tokens, self._titles) if self._titles else None
+        return StepRequest(step.adapter, step_messages(step, state.history_json, reason), max_tokens, regex,
+                           bool(step.prefill))
+
+    def finish(self, state: State | None, error: str | None = None, history_codes=()) -> Prediction:
+        """Parse the texts and rank the answer. With an ``error`` (or texts missing) the answer counts as
+        unread and the ranker falls back (``ranked.method`` says which fall-back); ``history_codes`` serve
+        the fall-back when there is no state (the prompt did not fit)."""
+        texts = state.texts if state else ()
+        parsed = [parse_step(s, t) for s, t in zip(self.steps, texts)]
+        complete = len(parsed) == len(self.steps) and not error
+        answer = parsed[-1].answer if complete else None
+        alternatives = parsed[-1].alternatives if complete else ()
+        codes = list(state.history_codes if state else history_codes)
+        return Prediction(
+            reason=next((p.reason for p in parsed if p.reason), None),
+            answer_text=answer,
+            ranked=self.ranker.rank(answer, codes, alternatives),
+            format_problem=next((p.problem for p in parsed if p.problem), None),
+            raw_output="\n---\n".join(texts),
+            error=error,
+        )
+
+    async def run(self, education: list[dict] | None, jobs: list[dict],
+                  generate: Callable[[StepRequest], Awaitable[str]]) -> tuple[State, Prediction]:
+        """Every step with an async ``generate`` (the Serve engine replicas), then :meth:`finish`."""
+        state = self.start(education, jobs)
+        while (req := self.request(state)) is not None:
+            state = state.add(await generate(req))
+        return state, self.finish(state)
