@@ -7,6 +7,7 @@
 #   make reasons   oracle reasons for the demo run (teacher candidates, judge, selection, DPO pairs)
 #   make train     LoRA adapters for the demo run on Ray Train (joint SFT; TRAIN_ARGS="--mode two-model --dpo")
 #   make bench     benchmarks/ (results in benchmarks/results/)
+#   make lint      ruff + the import-layer contract (import-linter; CI runs it)
 #
 # A machine without the local torch 2.13.0+cpu wheel needs the PyTorch CPU index:
 #   make install PIP_EXTRA="--extra-index-url https://download.pytorch.org/whl/cpu"
@@ -66,8 +67,10 @@ train: install
 bench: install
 	$(PY) -m benchmarks
 
+# ruff, then the layer contract of pyproject.toml ([tool.importlinter]: layers, no import cycles)
 lint: install
 	$(VENV)/bin/ruff check jobpred pipelines serve tests benchmarks tools
+	$(VENV)/bin/lint-imports
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

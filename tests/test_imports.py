@@ -28,3 +28,13 @@ def test_cli_help_lists_the_stages():
     assert out.returncode == 0
     for command in ("synth", "prepare", "normalize"):
         assert command in out.stdout
+
+
+def test_upstream_internals_are_imported_in_one_adapter_module_each():
+    """ray.llm's internals only in jobpred/serving/ray_llm.py (Ray is pinned; an upgrade checks one file)."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    users = sorted(str(p.relative_to(root)) for d in ("jobpred", "serve", "pipelines", "benchmarks", "tools")
+                   for p in (root / d).rglob("*.py") if "ray.llm._internal" in p.read_text())
+    assert users == ["jobpred/serving/ray_llm.py"]

@@ -366,21 +366,22 @@ def test_a_record_gets_the_same_prompts_and_answer_online_as_in_batch(ranker, an
     rows, sent = _batch(cfg, rec, ranker, names)
     count = TokenCounter(engine_config(cfg))
     online_calls: list = []
+    script: list[str] = []  # the outputs of the predictor being asked
 
     async def generate(model, messages, sampling):
         online_calls.append((model, messages, sampling))
-        return SCRIPTS[name][len(online_calls) - 1]
+        return script[len(online_calls) - 1]
 
     service = PredictService(model_id="base", adapters={"joint", "joint-dpo", "reasoner", "reasoner-dpo", "predictor"},
                              generate=generate, count=count, context=count.context, predict=cfg.predict,
                              ranker=ranker)
+    async def ask(name):
+        return await service.predict(rec, name, await service.prepare(rec, name))
+
     for name in names:
         online_calls.clear()
-
-        async def one():
-            return await service.predict(rec, name, await service.prepare(rec, name))
-
-        online, batch = asyncio.run(one()), rows[name]
+        script[:] = SCRIPTS[name]
+        online, batch = asyncio.run(ask(name)), rows[name]
         assert online["history_jobs_dropped"] == batch["history_jobs_dropped"] > 0, name
         assert [c[1] for c in online_calls] == [c[1] for c in sent[name]], name  # the same prompts, step by step
         assert [c[2]["max_tokens"] for c in online_calls] == [c[2]["max_tokens"] for c in sent[name]]
