@@ -361,6 +361,11 @@ class JobpredConfig(_Section):
     predict: PredictConfig = Field(default_factory=PredictConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
 
+    @property
+    def adapter_base(self) -> str:
+        """The base model the LoRA adapters are trained on, and so loaded on to predict and to serve."""
+        return self.train.model or self.model
+
 
 def _apply_override(data: dict, dotted: str) -> None:
     if "=" not in dotted:

@@ -69,7 +69,7 @@ def engine_config(cfg: JobpredConfig) -> LLMConfig:
     (rank of ``train.lora``), as the Serve replicas build it."""
     lora = engine.lora_engine_kwargs(cfg.train.lora.rank, max_loras=4)
     return cfg.predict.engine.model_copy(update={
-        "model": cfg.train.model or cfg.model, "engine_kwargs": {**lora, **cfg.predict.engine.engine_kwargs}})
+        "model": cfg.adapter_base, "engine_kwargs": {**lora, **cfg.predict.engine.engine_kwargs}})
 
 
 def predictors(cfg: JobpredConfig, names: list[str]) -> dict[str, Predictor]:

@@ -70,7 +70,7 @@ def _lora_rank(adapters: dict[str, Path]) -> int:
 def engine_settings(cfg: JobpredConfig) -> EngineSettings:
     """The serve engine settings (``serve.engine``, else ``predict.engine``) with the adapters' base model."""
     engine = cfg.serve.engine or cfg.predict.engine
-    return engine.model_copy(update={"model": cfg.train.model or cfg.model})
+    return engine.model_copy(update={"model": cfg.adapter_base})
 
 
 class LocalLoraLoader(LoraModelLoader):

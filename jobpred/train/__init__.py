@@ -62,7 +62,6 @@ def _record(cfg: JobpredConfig, run_dir, mode: str, job: AdapterJob, summary: di
     from jobpred.models import resolve_model
     from jobpred.rundir import RunDir
     from jobpred.train.formats import role_prompt_version
-    from jobpred.train.trainer import model_of
 
     run = RunDir(run_dir)
     before = run.manifest()["stages"].get("train", {})
@@ -70,8 +69,8 @@ def _record(cfg: JobpredConfig, run_dir, mode: str, job: AdapterJob, summary: di
                f"{job.name}_metrics": f"train/{job.name}/metrics.jsonl",
                f"{job.name}_examples": f"train/{job.name}/examples.parquet"}
     source = "oracle" if job.objective == "sft" else "dpo_pairs"
-    info = {"path": f"adapters/{job.name}", "base_model": model_of(cfg),
-            "base_model_path": resolve_model(model_of(cfg)), "mode": mode, "role": job.role,
+    info = {"path": f"adapters/{job.name}", "base_model": cfg.adapter_base,
+            "base_model_path": resolve_model(cfg.adapter_base), "mode": mode, "role": job.role,
             "objective": job.objective, "init_from": job.init_from, "prompt_version": role_prompt_version(job.role),
             "chat_template_kwargs": cfg.train.chat_template_kwargs,
             "data": {"table": str(run.output("reasons", source).relative_to(run.path)),
@@ -81,4 +80,4 @@ def _record(cfg: JobpredConfig, run_dir, mode: str, job: AdapterJob, summary: di
             "worker_group_starts": summary["worker_group_starts"], "timings": summary["timings"]}
     adapters = {**before.get("adapters", {}), job.name: info}
     run.record_stage("train", outputs=outputs, config=cfg.train, counts={"adapters": len(adapters)},
-                     model=model_of(cfg), extra={"adapters": adapters})
+                     model=cfg.adapter_base, extra={"adapters": adapters})

@@ -47,10 +47,6 @@ class AdapterJob:
     init_from: str | None = None  # DPO: the SFT adapter it starts from (and its frozen reference)
 
 
-def model_of(cfg: JobpredConfig) -> str:
-    return cfg.train.model or cfg.model
-
-
 def _hyper(tc: TrainConfig, job: AdapterJob) -> dict:
     """lr, epochs, max_steps, batch size of this job (DPO has its own)."""
     if job.objective == "dpo":
@@ -63,7 +59,7 @@ def fingerprint(cfg: JobpredConfig, job: AdapterJob, data_digest: str) -> dict:
     tc = cfg.train.model_dump(mode="json", exclude=set(_NOT_SHAPING))
     if job.objective == "sft":
         tc.pop("dpo")
-    return {"model": model_of(cfg), "job": job.__dict__, "train": tc, "data": data_digest}
+    return {"model": cfg.adapter_base, "job": job.__dict__, "train": tc, "data": data_digest}
 
 
 def _check_fingerprint(out_dir: Path, mine: dict) -> None:
@@ -101,7 +97,7 @@ def fit_adapter(cfg: JobpredConfig, run_dir: str | os.PathLike, job: AdapterJob)
     if done is not None:
         return {**done, "skipped": "already trained"}
     started = time.perf_counter()
-    model_path = resolve_model(model_of(cfg))
+    model_path = resolve_model(cfg.adapter_base)
     init_adapter = str(run.path / "adapters" / job.init_from) if job.init_from else None
     if init_adapter and not (Path(init_adapter) / "adapter_config.json").exists():
         raise FileNotFoundError(f"{job.name} starts from the {job.init_from} adapter, which is not in {run.path}")
