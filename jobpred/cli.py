@@ -23,9 +23,12 @@ import functools
 import json
 import sys
 
+from jobpred import taxonomy  # taxonomy.TitleNormalizer: the normaliser loads on first use
 from jobpred.config import load_config
+from jobpred.eval.score import score_file
 from jobpred.pipeline import default_run_dir, run_all
 from jobpred.rundir import RunDir
+from jobpred.serving.security import require_api_keys
 from jobpred.stages import INPUT_FORMATS as FORMATS
 from jobpred.stages import STAGE, STAGE_NAMES, STAGES, Option, Stage
 
@@ -52,9 +55,7 @@ def _dest(opt: Option) -> str:
 
 
 def _cmd_normalize(args: argparse.Namespace) -> None:
-    from jobpred.taxonomy import TitleNormalizer
-
-    norm = TitleNormalizer(min_score=args.min_score, top_k=args.top_k)
+    norm = taxonomy.TitleNormalizer(min_score=args.min_score, top_k=args.top_k)
     titles: list[str] = list(args.titles)
     if args.input:
         stream = sys.stdin if args.input == "-" else open(args.input, encoding="utf-8", errors="replace")
@@ -72,8 +73,6 @@ def _cmd_normalize(args: argparse.Namespace) -> None:
 
 
 def _cmd_score(args: argparse.Namespace) -> None:
-    from jobpred.eval.score import score_file
-
     print(json.dumps(score_file(args.input, args.predictor, bootstrap=args.bootstrap, seed=args.seed)))
 
 
@@ -86,14 +85,12 @@ def _cmd_run(args: argparse.Namespace) -> None:
 
 
 def _cmd_serve(args: argparse.Namespace) -> None:
-    from jobpred.serving.security import require_api_keys
-
     overrides = list(args.overrides)
     overrides += [f"serve.host={args.host}"] if args.host else []
     overrides += [f"serve.port={args.port}"] if args.port else []
     cfg = load_config(args.config, overrides)
     digests = require_api_keys(cfg.serve, args.insecure)
-    from jobpred.serving.deployment import run_server
+    from jobpred.serving.deployment import run_server  # ray
 
     run_server(cfg, RunDir(args.run).path, digests)
 

@@ -13,6 +13,7 @@ may name any other local directory or hub id instead (e.g. ``Qwen/Qwen3-8B`` on 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import shutil
@@ -36,8 +37,6 @@ def default_model_dir() -> Path:
 
 
 def _gguf_path() -> Path:
-    import importlib.util
-
     spec = importlib.util.find_spec(_GGUF_PACKAGE)
     if spec is None or spec.origin is None:
         raise RuntimeError(

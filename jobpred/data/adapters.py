@@ -36,12 +36,15 @@ or from Python::
 
 from __future__ import annotations
 
+import argparse
 import functools
 import json
 import re
 from pathlib import Path
 
 import polars as pl
+
+from jobpred.taxonomy import read_table
 
 FORMATS = ("jobhop", "karrierewege", "decorte")
 
@@ -111,8 +114,6 @@ def _normalize_end(value: str | None) -> str | None:
 def _esco_index() -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
     """(URI uuid -> ESCO code, ESCO code -> label, ESCO code -> best O*NET code), built once."""
     from rapidfuzz import fuzz, utils
-
-    from jobpred.taxonomy import read_table
 
     eo, cw, occ = (read_table(n) for n in ("esco_occupations", "esco_crosswalk", "occupations"))
     # Key by the trailing uuid so http/https or a bare uuid resolve the same.
@@ -257,8 +258,6 @@ def convert(fmt: str, path: str | Path, out_jsonl: str | Path, *, synthetic_date
 
 
 def _main(argv: list[str] | None = None) -> None:
-    import argparse
-
     p = argparse.ArgumentParser(prog="python -m jobpred.data.adapters", description=__doc__.splitlines()[0])
     p.add_argument("format", choices=FORMATS)
     p.add_argument("input")

@@ -35,8 +35,11 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from jobpred import taxonomy  # taxonomy.TitleNormalizer: the normaliser loads on first use
 from jobpred.config import PrepareConfig
 from jobpred.data import ingest
+from jobpred.data.adapters import convert
+from jobpred.ray_utils import init_ray
 from jobpred.rundir import RunDir
 from jobpred.schema import EXAMPLES_SCHEMA, CareerRecord, describe_error, parse_month
 
@@ -68,11 +71,9 @@ class PrepareChunk:
     """Turns one chunk of input lines into status rows (a Ray Data actor: builds the normaliser once)."""
 
     def __init__(self, cfg: PrepareConfig) -> None:
-        from jobpred.taxonomy import Taxonomy, TitleNormalizer
-
         self.cfg = cfg
-        self.taxonomy = Taxonomy.load()
-        self.normalizer = TitleNormalizer(min_score=cfg.min_match_score)
+        self.taxonomy = taxonomy.Taxonomy.load()
+        self.normalizer = taxonomy.TitleNormalizer(min_score=cfg.min_match_score)
 
     def __call__(self, batch: dict) -> pa.Table:
         rows: list[dict] = []
@@ -173,8 +174,6 @@ def _run_chunks(chunks: list[dict], cfg: PrepareConfig, parts: Path, ray_cfg=Non
         return
     import ray
 
-    from jobpred.ray_utils import init_ray
-
     init_ray(ray_cfg)
     # Leave one CPU slot free: the Parquet write tasks need one, and an actor pool holding every slot
     # starves them (seen on a 2-CPU Ray: the pipeline crawled at ~15% CPU).
@@ -195,8 +194,6 @@ def prepare(input_path: str | Path, run_dir: str | Path, cfg: PrepareConfig, ray
     run.path.mkdir(parents=True, exist_ok=True)
     source = Path(input_path)
     if input_format in ("jobhop", "karrierewege", "decorte"):
-        from jobpred.data.adapters import convert
-
         converted = run.path / "input" / f"{input_format}.jsonl"
         converted.parent.mkdir(parents=True, exist_ok=True)
         conversion = convert(input_format, source, converted)

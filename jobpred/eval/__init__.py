@@ -14,21 +14,19 @@ formats), ``predictions`` (the predictions table), ``baselines`` / ``markov`` / 
 from __future__ import annotations
 
 from jobpred.config import JobpredConfig
+from jobpred.eval import baselines
+from jobpred.eval.report import build_report
 
 
 def run_baselines(cfg: JobpredConfig, run_dir, eval_run=None) -> dict:
     """Fit and run ``cfg.baselines.predictors`` on the run's splits (predicting ``eval_run``'s split when
     given); returns per-predictor timings/paths."""
-    from jobpred.eval import baselines
-
     return baselines.run(cfg.baselines, run_dir, cfg.ray, eval_run=eval_run)
 
 
 def run_report(run_dir, bootstrap: int = 1000, seed: int = 0, eval_run=None) -> dict:
     """Score every table in ``RUN_DIR/predictions`` and write ``RUN_DIR/report/``; returns the paths
     (``eval_run``: the tables and report of predictions made on another run's test split)."""
-    from jobpred.eval.report import build_report
-
     return build_report(run_dir, bootstrap=bootstrap, seed=seed, eval_run=eval_run)
 
 

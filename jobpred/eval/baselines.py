@@ -22,6 +22,7 @@ import polars as pl
 from jobpred.config import BaselinesConfig, RayConfig
 from jobpred.eval.markov import MarkovModel, popular_targets
 from jobpred.predictions import PREDICTIONS_DIR, predictions_dir, split_examples, write_predictions
+from jobpred.ray_utils import init_ray
 from jobpred.rundir import RunDir
 from jobpred.schema import EXAMPLES_SCHEMA, require_columns
 
@@ -53,8 +54,6 @@ def predict_gru(train: pl.DataFrame, examples: pl.DataFrame, cfg: BaselinesConfi
 
     workers = None
     if cfg.use_ray_train:
-        from jobpred.ray_utils import init_ray
-
         init_ray(ray_cfg)
         workers = cfg.ray_train_workers
     storage = run.path / "ray_train" if run is not None else None

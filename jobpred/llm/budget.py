@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from jobpred.config import LLMConfig
 from jobpred.llm.prompts import history_json
+from jobpred.models import resolve_model
 
 
 class PromptTooLong(ValueError):
@@ -28,8 +29,6 @@ class TokenCounter:
         self.cfg = cfg
         if cfg.backend == "vllm":
             from transformers import AutoTokenizer
-
-            from jobpred.models import resolve_model
 
             self.tokenizer = AutoTokenizer.from_pretrained(resolve_model(cfg.model))
             self.context = cfg.max_model_len

@@ -29,6 +29,7 @@ from collections.abc import Callable
 import pyarrow as pa
 
 from jobpred.config import LLMConfig
+from jobpred.models import resolve_model
 
 OUTPUT_COLUMNS = ("generated_text", "prompt_tokens", "generated_tokens", "llm_seconds", "llm_error")
 """jobpred's uniform output columns (both backends); other modules prefix or select them by this name."""
@@ -96,8 +97,6 @@ def _identity(row: dict) -> dict:
 def _vllm_processor(cfg: LLMConfig) -> Callable:
     from ray.data.llm import build_processor as ray_build_processor
     from ray.data.llm import vLLMEngineProcessorConfig
-
-    from jobpred.models import resolve_model
 
     engine_kwargs = vllm_engine_kwargs(cfg)
     if "structured_outputs_config" not in engine_kwargs:

@@ -28,6 +28,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
+from jobpred import taxonomy  # taxonomy.TitleNormalizer: the normaliser loads on first use
+
 _FILL_SCORE = 0.05  # score of candidates that only fill the list (history, changers)
 FALLBACK_METHODS = ("history", "prior")
 """Ranking methods whose first choice does not come from the model's output."""
@@ -45,12 +47,10 @@ class AnswerRanker:
     """Builds the taxonomy and the title normaliser once (about a second); then :meth:`rank` per answer."""
 
     def __init__(self, top_k: int = 10, min_score: float = 0.86, nearest_min_score: float = 0.6) -> None:
-        from jobpred.taxonomy import Taxonomy, TitleNormalizer
-
         self.top_k = top_k
         self.nearest_min_score = nearest_min_score
-        self.taxonomy = Taxonomy.load()
-        self.normalizer = TitleNormalizer(min_score=min_score, top_k=3)
+        self.taxonomy = taxonomy.Taxonomy.load()
+        self.normalizer = taxonomy.TitleNormalizer(min_score=min_score, top_k=3)
         into = Counter(dst for src in self.taxonomy.occupations for dst, _ in self.taxonomy.career_changers(src))
         self.prior = into.most_common(1)[0][0] if into else sorted(self.taxonomy.occupations)[0]
 

@@ -23,7 +23,12 @@ import os
 import time
 
 from jobpred.config import JobpredConfig, ReasonsConfig
+from jobpred.llm.engine import model_name
 from jobpred.llm.prompts import CRITERIA, PROMPTS
+from jobpred.reasons import generate, judge, select
+from jobpred.reasons.store import PartStore, reasons_dir
+from jobpred.rundir import RunDir
+from jobpred.schema import JUDGEMENTS_SCHEMA, REASON_ERRORS_SCHEMA
 
 OUTPUTS = {"candidates": "reasons/candidates", "judgements": "reasons/judgements", "errors": "reasons/errors",
            "outcomes": "reasons/outcomes.parquet", "oracle": "reasons/oracle.parquet",
@@ -48,8 +53,6 @@ def fingerprint(cfg: ReasonsConfig) -> dict:
 
 
 def _check_fingerprint(cfg: ReasonsConfig, run_dir: str | os.PathLike) -> None:
-    from jobpred.reasons.store import PartStore, reasons_dir
-
     root = reasons_dir(run_dir)
     path = root / "config.json"
     mine = fingerprint(cfg)
@@ -69,11 +72,6 @@ def _check_fingerprint(cfg: ReasonsConfig, run_dir: str | os.PathLike) -> None:
 
 def run(cfg: JobpredConfig, run_dir: str | os.PathLike) -> dict:
     """All three steps, resuming where a previous run stopped; records the stage in the manifest."""
-    from jobpred.llm.engine import model_name
-    from jobpred.reasons import generate, judge, select
-    from jobpred.reasons.store import reasons_dir
-    from jobpred.rundir import RunDir
-
     rcfg = cfg.reasons
     _check_fingerprint(rcfg, run_dir)
     timings, started = {}, time.perf_counter()
@@ -100,9 +98,6 @@ def run(cfg: JobpredConfig, run_dir: str | os.PathLike) -> dict:
 
 
 def _table_counts(root) -> dict:
-    from jobpred.reasons.store import PartStore
-    from jobpred.schema import JUDGEMENTS_SCHEMA, REASON_ERRORS_SCHEMA
-
     store = PartStore(root)
     j = store.scan("judgements", JUDGEMENTS_SCHEMA).group_by("status").len().collect()
     e = store.scan("errors", REASON_ERRORS_SCHEMA).group_by("scope").len().collect()

@@ -22,6 +22,7 @@ import os
 
 import pyarrow as pa
 
+from jobpred import taxonomy  # taxonomy.TitleNormalizer: the normaliser loads on first use
 from jobpred.config import JobpredConfig, ReasonsConfig
 from jobpred.llm import engine
 from jobpred.llm.budget import PromptTooLong, TokenCounter, fit_history
@@ -32,6 +33,7 @@ from jobpred.llm.prompts import (
     candidate_regex,
     parse_candidate,
 )
+from jobpred.ray_utils import init_ray
 from jobpred.reasons.store import PartStore, Progress, iter_rows, now_iso, plan_ids, reasons_dir, run_phase
 from jobpred.rundir import RunDir
 from jobpred.schema import CANDIDATES_SCHEMA, EXAMPLES_SCHEMA, REASON_ERRORS_SCHEMA, require_columns
@@ -79,9 +81,7 @@ class BuildCandidateRequests:
         self.prefill = _prefill(cfg)
         self.regex = None
         if cfg.constrain_format and cfg.teacher.backend == "vllm":
-            from jobpred.taxonomy import Taxonomy
-
-            tax = Taxonomy.load()
+            tax = taxonomy.Taxonomy.load()
             titles = tax.titles()
             self.regex = candidate_regex(cfg.max_tokens, self.prefill, titles)
 
@@ -135,9 +135,7 @@ class ParseCandidates:
     """Ray Data actor: engine rows -> parsed candidates (builds the O*NET title normaliser once)."""
 
     def __init__(self, cfg: ReasonsConfig) -> None:
-        from jobpred.taxonomy import TitleNormalizer
-
-        self.normalizer = TitleNormalizer()
+        self.normalizer = taxonomy.TitleNormalizer()
         self.prefill = _prefill(cfg)
         self.model = engine.model_name(cfg.teacher)
 
@@ -204,8 +202,6 @@ def run(cfg: JobpredConfig, run_dir: str | os.PathLike) -> dict:
     """Generate the candidates of every planned example not done yet; returns this run's counts."""
     import pyarrow.parquet as pq
     import ray
-
-    from jobpred.ray_utils import init_ray
 
     rcfg, run = cfg.reasons, RunDir(run_dir)
     examples = run.output("prepare", rcfg.split)

@@ -25,6 +25,7 @@ from jobpred.config import JobpredConfig, ReasonsConfig
 from jobpred.llm import engine
 from jobpred.llm.budget import PromptTooLong, TokenCounter, fit_history
 from jobpred.llm.prompts import CRITERIA, JUDGE_SCHEMAS, PROMPTS, judge_messages, split_history
+from jobpred.ray_utils import init_ray
 from jobpred.reasons.generate import MESSAGES_TYPE, seed_of
 from jobpred.reasons.store import PartStore, Progress, iter_rows, now_iso, reasons_dir, run_phase
 from jobpred.schema import CANDIDATES_SCHEMA, JUDGEMENTS_SCHEMA, REASON_ERRORS_SCHEMA
@@ -152,8 +153,6 @@ def run(cfg: JobpredConfig, run_dir: str | os.PathLike) -> dict:
     """Judge every committed, well-formed candidate not judged yet, then retry failed parses once."""
     import ray
 
-    from jobpred.ray_utils import init_ray
-
     rcfg = cfg.reasons
     store = PartStore(reasons_dir(run_dir))
     done = store.done(PHASE)
@@ -184,8 +183,6 @@ def _todo(batch: pa.Table, done: pa.Array) -> pa.Table:
 def _retry(cfg: JobpredConfig, store: PartStore) -> dict:
     """The single retry of attempt-1 judgements that failed to parse (an execution only when there are any)."""
     import ray
-
-    from jobpred.ray_utils import init_ray
 
     rcfg = cfg.reasons
     done = store.done(RETRY_PHASE)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -29,9 +30,13 @@ from ray.serve.llm import LLMConfig, build_llm_deployment
 
 from jobpred.config import JobpredConfig
 from jobpred.config import LLMConfig as EngineSettings
-from jobpred.ray_utils import niceness_env
+from jobpred.llm.budget import TokenCounter
+from jobpred.llm.engine import lora_engine_kwargs, vllm_engine_kwargs
+from jobpred.models import resolve_model
+from jobpred.predict.answers import AnswerRanker
+from jobpred.ray_utils import init_ray, niceness_env
 from jobpred.rundir import absolute
-from jobpred.serving.app import ModelError, Settings, create_app
+from jobpred.serving.app import ModelError, Settings, create_app, error_response
 from jobpred.serving.metrics import RayMetrics
 from jobpred.serving.ray_llm import (  # Ray 2.60.0 internals, all behind this one module
     ChatCompletionRequest,
@@ -47,6 +52,7 @@ from jobpred.serving.ray_llm import (  # Ray 2.60.0 internals, all behind this o
     to_model_metadata,
 )
 from jobpred.serving.schemas import BadRequest
+from jobpred.serving.service import PredictService
 
 log = logging.getLogger("jobpred.serve")
 
@@ -91,9 +97,6 @@ class LocalLoraLoader(LoraModelLoader):
 
 def llm_config(cfg: JobpredConfig, run_dir: str | os.PathLike) -> LLMConfig:
     """The ray.serve.llm config of the engine replicas."""
-    from jobpred.llm.engine import lora_engine_kwargs, vllm_engine_kwargs
-    from jobpred.models import resolve_model
-
     engine, s = engine_settings(cfg), cfg.serve
     adapters = adapters_in(run_dir)
     engine_kwargs = vllm_engine_kwargs(engine)
@@ -124,10 +127,6 @@ class JobpredIngress(OpenAiIngress):
     def __init__(self, llm_deployments, model_cards, *, lora_paths=None, cfg: JobpredConfig, run_dir: str,
                  digests: frozenset[str] | None) -> None:
         super().__init__(llm_deployments, model_cards)
-        from jobpred.llm.budget import TokenCounter
-        from jobpred.predict.answers import AnswerRanker
-        from jobpred.serving.service import PredictService
-
         engine = engine_settings(cfg)
         self.base_model, self.run_dir, self.cfg = engine.model, run_dir, cfg
         self._adapters, self._scanned = set(adapters_in(run_dir)), time.monotonic()
@@ -172,8 +171,6 @@ class JobpredIngress(OpenAiIngress):
     async def openai(self, kind: str, body: dict, request):
         from fastapi.responses import JSONResponse
         from pydantic import ValidationError
-
-        from jobpred.serving.app import error_response
 
         try:
             req = (ChatCompletionRequest if kind == "chat" else CompletionRequest).model_validate(body)
@@ -233,10 +230,6 @@ def run_server(cfg: JobpredConfig, run_dir: str | os.PathLike, digests: frozense
                block: bool = True) -> str:
     """Start Ray (cfg.ray), Serve on ``serve.host:serve.port`` and the application; returns the base URL.
     With ``block`` it waits until interrupted, then shuts Serve down."""
-    import signal
-
-    from jobpred.ray_utils import init_ray
-
     if not Path(run_dir).is_dir():
         raise FileNotFoundError(f"run directory {run_dir} does not exist")
     init_ray(cfg.ray)

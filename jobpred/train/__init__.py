@@ -23,6 +23,10 @@ from __future__ import annotations
 import os
 
 from jobpred.config import JobpredConfig
+from jobpred.models import resolve_model
+from jobpred.rundir import RunDir
+from jobpred.train import trainer
+from jobpred.train.formats import role_prompt_version
 from jobpred.train.trainer import AdapterJob
 
 MODES = ("joint", "two-model")
@@ -52,17 +56,11 @@ def run(cfg: JobpredConfig, run_dir: str | os.PathLike, mode: str | None = None,
 
 
 def _fit(cfg: JobpredConfig, run_dir, job: AdapterJob) -> dict:
-    from jobpred.train.trainer import fit_adapter
-
-    return fit_adapter(cfg, run_dir, job)
+    return trainer.fit_adapter(cfg, run_dir, job)  # via the module: patching trainer.fit_adapter takes effect
 
 
 def _record(cfg: JobpredConfig, run_dir, mode: str, job: AdapterJob, summary: dict) -> None:
     """Add one adapter to the manifest's ``train`` stage, keeping the adapters recorded before it."""
-    from jobpred.models import resolve_model
-    from jobpred.rundir import RunDir
-    from jobpred.train.formats import role_prompt_version
-
     run = RunDir(run_dir)
     before = run.manifest()["stages"].get("train", {})
     outputs = {**before.get("outputs", {}), job.name: f"adapters/{job.name}",

@@ -39,6 +39,8 @@ from jobpred.schema import (
     TRAIN_EXAMPLES_SCHEMA,
     require_columns,
 )
+from jobpred.train.formats import preference_features, preference_target, sft_features
+from jobpred.train.objectives import Collator, reference_logps
 
 _IDS = pa.list_(pa.int32())
 _META = [("idx", pa.int64()), ("example_id", pa.string()), ("fits", pa.bool_()), ("dropped_jobs", pa.int32()),
@@ -93,8 +95,6 @@ def sft_table(run_dir: str | os.PathLike, role: str, tcfg: TrainConfig) -> pa.Ta
 def dpo_table(run_dir: str | os.PathLike, role: str, tcfg: TrainConfig) -> pa.Table:
     """DPO pairs in the role's format joined to their histories: idx, example_id, education, history,
     chosen, rejected. Pairs whose sides coincide in the role's format (same reason) are left out."""
-    from jobpred.train.formats import preference_target
-
     run = RunDir(run_dir)
     pairs = _reasons_table(run, "dpo_pairs", DPO_PAIRS_SCHEMA).select(
         "example_id", "chosen_output", "rejected_output").collect()
@@ -124,8 +124,6 @@ class Tokenize:
         self.kwargs = chat_template_kwargs
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        from jobpred.train.formats import preference_features, sft_features
-
         out = []
         for r in batch.to_pylist():
             row = {"idx": r["idx"], "example_id": r["example_id"]}
@@ -157,8 +155,6 @@ class ReferenceLogps:
         from peft import PeftModel
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from jobpred.train.objectives import Collator
-
         if threads:
             torch.set_num_threads(threads)
         base = AutoModelForCausalLM.from_pretrained(model_path, dtype=getattr(torch, dtype))
@@ -167,8 +163,6 @@ class ReferenceLogps:
         self.collate = Collator("dpo", AutoTokenizer.from_pretrained(model_path).pad_token_id)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        from jobpred.train.objectives import reference_logps
-
         tensors = {k: v.to(self.device) for k, v in self.collate(batch.to_pylist()).items()}
         chosen, rejected = reference_logps(self.model, tensors)
         return (batch.append_column("ref_chosen_logps", pa.array(chosen, pa.float64()))

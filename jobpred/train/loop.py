@@ -27,8 +27,10 @@ digest of its shard to ``out_dir/workers/rank-<r>.jsonl`` when it starts.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
+import math
 import os
 import sys
 import tempfile
@@ -36,7 +38,8 @@ import time
 from pathlib import Path
 
 from jobpred.config import TrainConfig
-from jobpred.train.data import StepPlan, step_rows
+from jobpred.train.data import StepPlan, read_shard, step_rows
+from jobpred.train.objectives import Collator, dpo_loss, n_items, n_tokens, sft_loss
 
 _STATS = ("reward_accuracy", "reward_margin", "chosen_reward")  # DPO stats, summed per step then averaged
 CURVE_FILE = "metrics.jsonl"  # in out_dir (appended per step) and in every checkpoint (the curve up to it)
@@ -66,8 +69,6 @@ class _RaySession:
 
     def rows(self, n: int) -> list[dict]:
         import ray.train
-
-        from jobpred.train.data import read_shard
 
         return read_shard(ray.train.get_dataset_shard("train"), n)
 
@@ -140,8 +141,6 @@ def run_local(spec: dict, rows: list[dict]) -> dict:
 def run_loop(spec: dict, session) -> dict:
     import torch
 
-    from jobpred.train.objectives import Collator, n_items, n_tokens
-
     tc, plan, objective = TrainConfig.model_validate(spec["train"]), StepPlan(**spec["plan"]), spec["objective"]
     torch.set_num_threads(spec["threads"])
     rank, world, out = session.rank, session.world, Path(spec["out_dir"])
@@ -202,8 +201,6 @@ def run_loop(spec: dict, session) -> dict:
 
 def _forward_backward(model, micro: list[dict], objective: str, items_per_worker: float, beta: float):
     """Loss and gradients of one optimiser step's micro-batches; (summed loss, summed DPO stats)."""
-    from jobpred.train.objectives import dpo_loss, sft_loss
-
     loss_sum, stats = 0.0, dict.fromkeys(_STATS, 0.0)
     model.train()
     for i, batch in enumerate(micro):
@@ -244,8 +241,6 @@ def build_model(spec: dict, tc: TrainConfig):
 
 
 def _scheduler(opt, tc: TrainConfig, total_steps: int):
-    import math
-
     from transformers import get_scheduler
 
     name = "constant_with_warmup" if tc.lr_scheduler == "constant" else tc.lr_scheduler
@@ -254,8 +249,6 @@ def _scheduler(opt, tc: TrainConfig, total_steps: int):
 
 
 def _fsdp_kwargs(model) -> dict:
-    import functools
-
     from torch.distributed.fsdp.wrap import transformer_auto_wrap_policy
 
     layers = {type(m) for m in model.modules() if type(m).__name__.endswith("DecoderLayer")}

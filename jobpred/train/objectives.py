@@ -16,6 +16,8 @@ are TRL internals, all behind :func:`_trl` (see the section "TRL internals").
 
 from __future__ import annotations
 
+import importlib
+
 OBJECTIVES = ("sft", "dpo")
 
 
@@ -36,8 +38,6 @@ _TRL_INTERNALS = {
 
 def _trl(name: str):
     """One of :data:`_TRL_INTERNALS`, imported on first use (this module is shipped to Ray workers)."""
-    import importlib
-
     return getattr(importlib.import_module(_TRL_INTERNALS[name]), name)
 
 

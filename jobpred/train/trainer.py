@@ -29,6 +29,8 @@ from pathlib import Path
 import pyarrow as pa
 
 from jobpred.config import JobpredConfig, TrainConfig
+from jobpred.models import resolve_model
+from jobpred.ray_utils import init_ray
 from jobpred.rundir import RunDir, write_json_atomic
 from jobpred.train import data
 from jobpred.train.data import threads_per_worker, worker_runtime_env
@@ -86,9 +88,6 @@ def table_digest(table: pa.Table) -> str:
 
 def fit_adapter(cfg: JobpredConfig, run_dir: str | os.PathLike, job: AdapterJob) -> dict:
     """Train (or resume, or skip when already exported) one adapter; returns its summary."""
-    from jobpred.models import resolve_model
-    from jobpred.ray_utils import init_ray
-
     tc, run = cfg.train, RunDir(run_dir)
     out_dir, adapter_dir = run.path / "train" / job.name, run.path / "adapters" / job.name
     table = (data.sft_table if job.objective == "sft" else data.dpo_table)(run_dir, job.role, tc)
