@@ -133,3 +133,25 @@ def test_history_columns_give_the_breakdowns(tmp_path):
     parts = score_file(path, bootstrap=0)["breakdowns"]
     assert {g["group"]: g["n"] for g in parts["history_length"]} == {"1": 1, "3-4": 1}
     assert {g["group"]: g["AccEM"] for g in parts["major_group_change"]} == {"same": 100.0, "changed": 0.0}
+
+
+def test_a_fallback_first_choice_is_a_miss_strictly_and_scored_as_served_beside_it(tmp_path):
+    """The paper counts an answer the model did not give as wrong; the served figure is what a user got."""
+    nurse, practitioner = "29-1141.00", "29-1171.00"
+    table = pl.DataFrame({
+        "example_id": ["a", "b", "c", "d"],
+        "target_code": [nurse] * 4,
+        "predicted_code": [nurse, nurse, practitioner, nurse],
+        "ranked_codes": [[nurse], [nurse], [practitioner, nurse], [nurse]],
+        "answer_method": ["exact", "history", "normalised", "prior"],  # b and d: the model gave nothing usable
+    })
+    path = tmp_path / "joint.parquet"
+    table.write_parquet(path)
+    result = score_file(path, bootstrap=0)
+    assert result["AccEM"] == 25.0 and result["fallback"] == 2 and result["valid"] == 2  # only a counts
+    assert result["Acc@5"] == 50.0  # a, and c's second choice; the fall-backs' lists count for nothing
+    assert result["served"]["AccEM"] == 75.0 and result["served"]["Acc@5"] == 100.0
+    baseline = table.drop("answer_method")  # a baseline's first choice is its prediction
+    baseline.write_parquet(tmp_path / "stay.parquet")
+    plain = score_file(tmp_path / "stay.parquet", bootstrap=0)
+    assert plain["AccEM"] == 75.0 and "served" not in plain and plain["fallback"] == 0

@@ -100,7 +100,7 @@ def score_frame(frame: pl.DataFrame) -> pl.DataFrame:
     Input columns: ``target`` (code or title), ``prediction`` (code, title or null), optional ``ranked``
     (list of codes/titles, best first), optional ``history_len`` (jobs before the target) and
     ``last_code`` (code of the last history job) for the breakdowns.
-    Output adds ``target_code``, ``predicted_code``, ``status`` (valid|invalid|missing), ``em`` (0/1),
+    Output adds ``target_code``, ``predicted_code``, ``status`` (valid|invalid|missing|fallback), ``em`` (0/1),
     ``rm`` (AccRM credit), and with ``ranked``: ``rank`` (1-based, null when absent) and ``rr``.
     Rows whose target is not an O*NET code are kept with ``status = "invalid_target"`` and no scores.
     """
@@ -114,6 +114,7 @@ def score_frame(frame: pl.DataFrame) -> pl.DataFrame:
     blank = pl.col("prediction").is_null() | (pl.col("prediction").cast(pl.String).str.strip_chars() == "")
     df = df.with_columns(
         pl.when(pl.col("target_code").is_null()).then(pl.lit("invalid_target"))
+        .when(pl.col("fallback") if "fallback" in frame.columns else pl.lit(False)).then(pl.lit("fallback"))
         .when(blank).then(pl.lit("missing"))
         .when(pl.col("predicted_code").is_null()).then(pl.lit("invalid"))
         .otherwise(pl.lit("valid")).alias("status"),
@@ -201,6 +202,7 @@ def summarize(scored: pl.DataFrame, bootstrap: int = 1000, seed: int = 0) -> dic
         valid=int(by_status.get("valid", 0)),
         invalid=int(by_status.get("invalid", 0)),
         missing=int(by_status.get("missing", 0)),
+        fallback=int(by_status.get("fallback", 0)),
         invalid_target=int(by_status.get("invalid_target", 0)),
         ci=ci,
         ci_level=0.95,

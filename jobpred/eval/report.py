@@ -20,7 +20,7 @@ import polars as pl
 
 from jobpred.eval.claims import claims_section
 from jobpred.eval.markdown import markdown_table
-from jobpred.eval.score import score_predictions, standardize_table
+from jobpred.eval.score import score_predictions, served_figures, standardize_table
 from jobpred.predictions import example_features, find_predictions
 from jobpred.rundir import RunDir
 
@@ -41,9 +41,13 @@ SOC_MAJOR_GROUPS = {
 }
 
 
-def load_frame(path: Path, features: pl.LazyFrame) -> pl.DataFrame:
-    """A predictions table as a standard frame, with history features from the examples when absent."""
-    frame = standardize_table(pl.read_parquet(path))
+def load_frame(path: Path, features: pl.LazyFrame, strict: bool = True, ids: set[str] | None = None) -> pl.DataFrame:
+    """A predictions table as a standard frame (``strict``: fall-backs are misses), with history features
+    from the examples when absent; only the examples in ``ids`` when given."""
+    table = pl.read_parquet(path)
+    if ids is not None:
+        table = table.filter(pl.col("example_id").is_in(sorted(ids)))
+    frame = standardize_table(table, strict=strict)
     wanted = [c for c in ("history_len", "last_code") if c not in frame.columns]
     if wanted and "example_id" in frame.columns:
         extra = features.select("example_id", *wanted).collect()
@@ -51,9 +55,18 @@ def load_frame(path: Path, features: pl.LazyFrame) -> pl.DataFrame:
     return frame
 
 
+def common_examples(tables: dict[str, Path]) -> set[str] | None:
+    """The example ids every table predicted (None when they all cover the same examples)."""
+    sets = [set(pl.read_parquet(p, columns=["example_id"])["example_id"]) for p in tables.values()]
+    common = set.intersection(*sets) if sets else set()
+    return None if all(s == common for s in sets) else common
+
+
 def score_run(run: RunDir, bootstrap: int = 1000, seed: int = 0, tables: dict[str, Path] | None = None,
-              examples_run: RunDir | None = None) -> dict[str, dict]:
-    """Predictor name -> score_predictions(...) for every table in the run's predictions folder (or ``tables``)."""
+              examples_run: RunDir | None = None, ids: set[str] | None = None) -> dict[str, dict]:
+    """Predictor name -> score_predictions(...) (strict) for every table in the run's predictions folder (or
+    ``tables``), on the examples in ``ids`` when given; an LLM predictor's result adds ``served`` (the
+    headline with fall-backs scored as served) and ``from_model`` (share of first choices from the model)."""
     tables = find_predictions(run) if tables is None else tables
     if not tables:
         raise FileNotFoundError(
@@ -61,8 +74,15 @@ def score_run(run: RunDir, bootstrap: int = 1000, seed: int = 0, tables: dict[st
         )
     examples = pl.scan_parquet((examples_run or run).output("prepare", "examples") / "*.parquet")
     features = example_features(examples)
-    return {name: score_predictions(load_frame(path, features), bootstrap=bootstrap, seed=seed)
-            for name, path in tables.items()}
+    results = {}
+    for name, path in tables.items():
+        frame = load_frame(path, features, ids=ids)
+        result = score_predictions(frame, bootstrap=bootstrap, seed=seed)
+        if "fallback" in frame.columns:
+            result["served"] = served_figures(load_frame(path, features, strict=False, ids=ids), bootstrap, seed)
+            result["from_model"] = round(100 * (1 - result["fallback"] / max(1, result["total"])), 1)
+        results[name] = result
+    return results
 
 
 def build_report(run_dir, bootstrap: int = 1000, seed: int = 0, eval_run=None) -> dict:
@@ -74,7 +94,10 @@ def build_report(run_dir, bootstrap: int = 1000, seed: int = 0, eval_run=None) -
     suffix = f"on-{Path(eval_run).resolve().name}" if eval_run else None
     folder = run.path / "predictions" / suffix if suffix else run.path / "predictions"
     tables = {p.stem: p for p in sorted(folder.glob("*.parquet"))}
-    results = score_run(run, bootstrap, seed, tables, RunDir(eval_run) if eval_run else None)
+    examples_run = RunDir(eval_run) if eval_run else None
+    ids = common_examples(tables)  # every predictor compared on the same examples
+    results = score_run(run, bootstrap, seed, tables, examples_run, ids)
+    whole = score_run(run, 0, seed, tables, examples_run) if ids is not None else {}
     rel = f"{REPORT_DIR}/{suffix}" if suffix else REPORT_DIR
     out = run.path / rel
     out.mkdir(parents=True, exist_ok=True)
@@ -84,8 +107,9 @@ def build_report(run_dir, bootstrap: int = 1000, seed: int = 0, eval_run=None) -
             "generated_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
     plots = write_plots(results, out)
     claim_lines, claim_plots, claims = claims_section(run, tables, results, out, bootstrap, seed)
-    (out / "metrics.json").write_text(json.dumps({**meta, "predictors": results, "claims": claims}, indent=2) + "\n")
-    (out / "report.md").write_text(render_markdown(results, meta, plots) + "\n".join(claim_lines) + "\n")
+    (out / "metrics.json").write_text(json.dumps({**meta, "predictors": results, "claims": claims,
+                                                  "whole_split": whole}, indent=2) + "\n")
+    (out / "report.md").write_text(render_markdown(results, meta, plots, whole) + "\n".join(claim_lines) + "\n")
     plots += claim_plots
     outputs = {"report": f"{rel}/report.md", "metrics": f"{rel}/metrics.json",
                **{Path(p).stem: f"{rel}/{p}" for p in plots}}
@@ -111,20 +135,28 @@ def _group_name(code: str) -> str:
     return f"{code} {SOC_MAJOR_GROUPS.get(code, '')}".strip()
 
 
-def render_markdown(results: dict[str, dict], meta: dict, plots: list[str]) -> str:
+def render_markdown(results: dict[str, dict], meta: dict, plots: list[str], whole: dict | None = None) -> str:
     order = sorted(results, key=lambda n: -(results[n]["AccRM"] or 0.0))
+    n_common = {results[n]["total"] for n in order}
     intro = (f"Generated {meta['generated_at']}. Percentages; 95% bootstrap CIs in brackets "
-             f"({meta['bootstrap_samples']} resamples, seed {meta['bootstrap_seed']}). AccEM / AccRM as in the "
-             "paper; Acc@5 and MRR over each predictor's ranked list ('-' where it does not rank). Invalid and "
-             "missing predictions count as misses.")
+             f"({meta['bootstrap_samples']} resamples, seed {meta['bootstrap_seed']}). Every predictor is scored on "
+             f"the same examples. AccEM / AccRM as in the paper, strict: an invalid or missing prediction is a "
+             "miss, and so is an LLM first choice that came from a fall-back rather than from the model's output "
+             "('from the model' is the share that did not). 'served' scores the fall-backs as the product serves "
+             "them. Acc@5 and MRR over each predictor's ranked list ('-' where it does not rank).")
     lines = [f"# Evaluation report: {meta['run']}", "", intro, "", "## Predictors", ""]
-    rows = [[n, str(results[n]["total"]), str(results[n]["valid"]), str(results[n]["invalid"]),
-             str(results[n]["missing"]), *[_cell(results[n], m) for m in HEADLINE]] for n in order]
-    lines += markdown_table(["predictor", "n", "valid", "invalid", "missing", *HEADLINE], rows)
-    if len({results[n]["total"] for n in order}) > 1:
-        lines += ["", "Predictors ran on different numbers of examples (n): LLM predictors on the first "
-                  "`predict.max_examples` of the split, baselines on all of it. The claims section below "
-                  "compares predictors on the examples they share."]
+    rows = [[n, str(results[n]["total"]), f"{results[n]['from_model']:.0f}%" if "from_model" in results[n] else "-",
+             str(results[n]["invalid"]), str(results[n]["missing"]), *[_cell(results[n], m) for m in HEADLINE],
+             *[_cell(results[n]["served"], m) if "served" in results[n] else "-" for m in ("AccEM", "AccRM")]]
+            for n in order]
+    lines += markdown_table(["predictor", "n", "from the model", "invalid", "missing", *HEADLINE,
+                             "served AccEM", "served AccRM"], rows)
+    if whole:
+        lines += ["", f"The table above is the {'/'.join(map(str, sorted(n_common)))} examples every predictor ran "
+                  "on (LLM predictors run on the first `predict.max_examples` of the split). On each predictor's "
+                  "whole set:", ""]
+        lines += markdown_table(["predictor", "n", *HEADLINE],
+                                [[n, str(w["total"]), *[_cell(w, m) for m in HEADLINE]] for n, w in whole.items()])
     for name, why in meta.get("skipped", {}).items():
         lines += ["", f"Not run: **{name}** ({why})."]
     if "metrics.png" in plots:

@@ -22,6 +22,7 @@ from pathlib import Path
 import polars as pl
 
 from jobpred.eval.metrics import breakdowns, major_group_errors, score_frame, summarize
+from jobpred.predict.answers import FALLBACK_METHODS
 
 PAPER_KEY = "ground_truth_occupation"
 _TARGET_COLUMNS = ("target_code", "target_title", "target")
@@ -30,8 +31,13 @@ _RANKED_COLUMNS = ("ranked_codes", "ranked_titles", "ranked")
 _EXTRA_COLUMNS = ("example_id", "history_len", "last_code")
 
 
-def standardize_table(table: pl.DataFrame) -> pl.DataFrame:
-    """A project predictions table -> the frame :func:`score_frame` reads (target, prediction, ...)."""
+def standardize_table(table: pl.DataFrame, strict: bool = True) -> pl.DataFrame:
+    """A project predictions table -> the frame :func:`score_frame` reads (target, prediction, ...).
+
+    An LLM predictor's table says how each first choice was found (``answer_method``). Scored ``strict``
+    (the paper's rule, and the default), a first choice that came from a fall-back (``history``, ``prior``:
+    the model gave nothing usable) is a miss, its whole ranked list with it; not strict, it is scored as
+    served (what a user of the product gets). Either way such rows are counted as ``fallback``."""
     target = next((c for c in _TARGET_COLUMNS if c in table.columns), None)
     predicted = [c for c in _PREDICTION_COLUMNS if c in table.columns]
     if target is None or not predicted:
@@ -39,13 +45,21 @@ def standardize_table(table: pl.DataFrame) -> pl.DataFrame:
             f"predictions table has columns {table.columns}; it needs one of {list(_TARGET_COLUMNS)} and "
             f"one of {list(_PREDICTION_COLUMNS)} (or is the paper's format, with '{PAPER_KEY}')"
         )
+    fallback = (pl.col("answer_method").is_in(FALLBACK_METHODS).fill_null(False) if "answer_method" in table.columns
+                else None)
+
+    def served(expr: pl.Expr) -> pl.Expr:
+        return pl.when(fallback).then(None).otherwise(expr) if strict and fallback is not None else expr
+
     cols = [
         pl.col(target).cast(pl.String).alias("target"),
-        pl.coalesce([pl.col(c).cast(pl.String) for c in predicted]).alias("prediction"),
+        served(pl.coalesce([pl.col(c).cast(pl.String) for c in predicted])).alias("prediction"),
     ]
     ranked = next((c for c in _RANKED_COLUMNS if c in table.columns), None)
     if ranked is not None:
-        cols.append(pl.col(ranked).cast(pl.List(pl.String)).alias("ranked"))
+        cols.append(served(pl.col(ranked).cast(pl.List(pl.String))).alias("ranked"))
+    if fallback is not None:
+        cols.append(fallback.alias("fallback"))
     cols += [pl.col(c) for c in _EXTRA_COLUMNS if c in table.columns]
     return table.select(cols)
 
@@ -129,7 +143,18 @@ def score_predictions(frame: pl.DataFrame, bootstrap: int = 1000, seed: int = 0,
     return result
 
 
+def served_figures(frame: pl.DataFrame, bootstrap: int = 1000, seed: int = 0) -> dict:
+    """The headline metrics with fall-back first choices scored as served (frame: ``strict=False``)."""
+    result = summarize(score_frame(frame), bootstrap=bootstrap, seed=seed)
+    return {k: v for k, v in result.items() if k not in ("total", "valid", "invalid", "missing", "invalid_target")}
+
+
 def score_file(path: str | Path, predictor: str | None = None, bootstrap: int = 1000, seed: int = 0) -> dict:
-    """The JSON object `jobpred score` prints."""
+    """The JSON object `jobpred score` prints (strict; an LLM table's served figures under ``served``)."""
     frame, meta = read_predictions(path, predictor)
-    return {**score_predictions(frame, bootstrap=bootstrap, seed=seed), **meta, "input": str(path)}
+    result = {**score_predictions(frame, bootstrap=bootstrap, seed=seed), **meta, "input": str(path)}
+    if "fallback" in frame.columns and meta["format"] == "table":
+        table = pl.read_parquet(path) if Path(path).suffix == ".parquet" else None
+        if table is not None:
+            result["served"] = served_figures(standardize_table(table, strict=False), bootstrap, seed)
+    return result
