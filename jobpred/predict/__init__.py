@@ -18,6 +18,7 @@ from pathlib import Path
 import polars as pl
 
 from jobpred.config import JobpredConfig
+from jobpred.llm.engine import engine_starts
 from jobpred.predict import batch
 from jobpred.predict.judged import judge_reasons
 from jobpred.predictions import predictions_dir, split_examples
@@ -43,7 +44,7 @@ def run(cfg: JobpredConfig, run_dir: str | os.PathLike, eval_run: str | os.PathL
         print(f"predict: skipping {name}: {why}", flush=True)
     out_dir = predictions_dir(run_dir, eval_run)
     stats: dict = {"examples": examples.height, "predictors": predictors, "skipped": skipped}
-    started = time.perf_counter()
+    started, engines = time.perf_counter(), engine_starts()
     if predictors:
         init_ray(cfg.ray)
         results = pl.from_arrow(batch.predict_table(examples.select(_EXAMPLE_COLUMNS).to_arrow(), cfg,
@@ -51,8 +52,11 @@ def run(cfg: JobpredConfig, run_dir: str | os.PathLike, eval_run: str | os.PathL
         paths = batch.write_tables(out_dir, examples, results, predictors)
         stats.update(_counts(results), seconds=round(time.perf_counter() - started, 1),
                      generated_tokens=int(results["generated_tokens"].sum()))
+        stats["predict_engine_starts"] = engine_starts() - engines
         if p.judge_reasons:
             stats["judge"] = judge_reasons(cfg, run_, results, examples)
+        stats["engine_starts"] = engine_starts() - engines
+        stats["prompt_tokens"] = int(results["prompt_tokens"].sum())
     else:
         paths = {}
     stage = "predict" if eval_run is None else f"predict-on-{Path(eval_run).resolve().name}"

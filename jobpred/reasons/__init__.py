@@ -23,7 +23,7 @@ import os
 import time
 
 from jobpred.config import JobpredConfig, ReasonsConfig
-from jobpred.llm.engine import model_name
+from jobpred.llm.engine import engine_starts, model_name
 from jobpred.llm.prompts import CRITERIA, PROMPTS
 from jobpred.reasons import generate, judge, select
 from jobpred.reasons.store import PartStore, reasons_dir
@@ -74,13 +74,13 @@ def run(cfg: JobpredConfig, run_dir: str | os.PathLike) -> dict:
     """All three steps, resuming where a previous run stopped; records the stage in the manifest."""
     rcfg = cfg.reasons
     _check_fingerprint(rcfg, run_dir)
-    timings, started = {}, time.perf_counter()
-    t = time.perf_counter()
+    timings, started, engines = {}, time.perf_counter(), {}
+    t, before = time.perf_counter(), engine_starts()
     gen = generate.run(cfg, run_dir)
-    timings["candidates_s"] = round(time.perf_counter() - t, 1)
-    t = time.perf_counter()
+    timings["candidates_s"], engines["candidates"] = round(time.perf_counter() - t, 1), engine_starts() - before
+    t, before = time.perf_counter(), engine_starts()
     jud = judge.run(cfg, run_dir)
-    timings["judge_s"] = round(time.perf_counter() - t, 1)
+    timings["judge_s"], engines["judge"] = round(time.perf_counter() - t, 1), engine_starts() - before
     t = time.perf_counter()
     counts = select.run(cfg, run_dir)
     timings["select_s"] = round(time.perf_counter() - t, 1)
@@ -92,7 +92,8 @@ def run(cfg: JobpredConfig, run_dir: str | os.PathLike) -> dict:
     RunDir(run_dir).record_stage(
         "reasons", outputs=OUTPUTS, config=rcfg, counts=counts, model=model_name(rcfg.teacher),
         extra={"judge_model": model_name(rcfg.judge), "fingerprint": fingerprint(rcfg),
-               "this_run": {"candidates": gen, "judge": jud, "timings": timings}},
+               "this_run": {"candidates": gen, "judge": jud, "timings": timings,
+                            "engine_starts": engines}},
     )
     return {**counts, "timings": timings}
 
