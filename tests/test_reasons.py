@@ -69,8 +69,12 @@ def test_hostile_titles_stay_inside_the_fence_and_round_trip(hinted):
     # no tag, marker or chat-template token can appear inside the data ...
     for needle in ("<", ">", "#", "<|im_end|>"):
         assert needle not in block
-    # ... and nothing in the data is on a line of its own that looks like a marker
-    assert user.count("### BEGIN") == 1 and user.count("### END") == 1
+    # ... and nothing in the data is on a line of its own that looks like a marker (the hinted variant's
+    # true title has its own fence, after the history)
+    fences = 1 if hinted is None else 2
+    assert user.count("### BEGIN") == fences and user.count("### END") == fences
+    if hinted:
+        assert json.loads(_between(user, "ACTUAL NEXT OCCUPATION")) == hinted
     # the data is still exact JSON: the titles come back verbatim
     data = json.loads(block)
     assert [j["title"] for j in data["jobs"]] == EVIL
@@ -103,10 +107,10 @@ def test_prompt_versions_are_recorded_names():
     assert PROMPTS["predictor"].parse("<answer>Cashiers</answer>") == "Cashiers"
 
 
-PINNED = {"candidate-joint/v1": "b90ac12a88f85f88", "candidate-hinted/v1": "f6ddc93879fab4d4",
-          "answer-only/v1": "70f576abf37319d4", "reason-only/v1": "46b8e6c67d749e8d", "predictor/v1": "ede34c578e503489",
-          "judge-factuality/v1": "7f062ad48f783add", "judge-coherence/v1": "5c1844c0a42af169",
-          "judge-utility/v1": "bffa2677a721d9f6"}
+PINNED = {"candidate-joint/v2": "3cde2dc3db6e19eb", "candidate-hinted/v2": "e3977bd1a1af90c5",
+          "answer-only/v2": "ba5214f36394f9f7", "reason-only/v2": "9655e334f3e9a8d9", "predictor/v2": "cfbdac5814bf831e",
+          "judge-factuality/v2": "43ca8c7495fa9632", "judge-coherence/v2": "51c33d85b8aeea1b",
+          "judge-utility/v2": "e2677b474cb1641c"}
 
 
 def test_prompt_text_is_pinned_to_its_version():
@@ -335,7 +339,7 @@ def test_incomplete_groups_are_not_committed_and_raise(tmp_path):
 def _cand(ex, i, *, ok=True, error=None, scope=None, variant="plain"):
     return {"example_id": ex, "candidate_id": f"{ex}/{variant}/{i}", "variant": variant, "candidate_idx": i,
             "history_json": "{}", "history_jobs_dropped": 0, "target_code": "29-1171.00",
-            "target_title": "Nurse Practitioners", "prompt_version": "candidate-joint/v1", "sampling": "{}",
+            "target_title": "Nurse Practitioners", "prompt_version": "candidate-joint/v2", "sampling": "{}",
             "model": "m", "raw_output": "x", "reason": "r" if ok else None, "answer": "Nurse Practitioners",
             "answer_code": "29-1171.00" if i == 0 else "29-1141.00", "format_ok": ok and error is None,
             "format_problem": None if ok else "no <think> block", "error": error, "error_scope": scope,
@@ -358,7 +362,7 @@ def _judgement(cid, criterion, score, status="ok", attempt=1):
     ex = cid.split("/")[0]
     return {"example_id": ex, "candidate_id": cid, "criterion": criterion, "attempt": attempt, "status": status,
             "score": score if status == "ok" else None, "problem": None if status == "ok" else "invalid JSON",
-            "model": "judge", "prompt_version": f"judge-{criterion}/v1", "sampling": "{}", "prompt_tokens": 1,
+            "model": "judge", "prompt_version": f"judge-{criterion}/v2", "sampling": "{}", "prompt_tokens": 1,
             "generated_tokens": 1, "llm_seconds": 0.1, "history_jobs_dropped": 0, "raw_output": "{",
             "group_key": ex, "group_size": 3}
 
@@ -418,7 +422,7 @@ def test_selection_outcomes_are_exactly_one_per_example():
     o = {r["example_id"]: r for r in oracle.iter_rows(named=True)}
     assert set(o) == {"good", "retry"} and o["good"]["candidate_id"] == "good/plain/0"
     assert o["good"]["combined"] == pytest.approx(5.0) and o["good"]["judge_model"] == "judge"
-    assert "factuality=judge-factuality/v1" in o["good"]["judge_prompt_versions"]
+    assert "factuality=judge-factuality/v2" in o["good"]["judge_prompt_versions"]
     assert json.loads(o["good"]["selection"])["min_combined"] == 3.0
     # DPO: good/0 (5.0) vs good/1 (3.33): gap 1.67 > 1.0; 'low' has no passing chosen side
     assert dpo["example_id"].to_list() == ["good"]
@@ -499,3 +503,21 @@ def test_engine_outputs_are_uniform_across_backends():
         assert rows[1]["llm_error"] and ("prompt too long" in rows[1]["llm_error"]
                                          or "context_length_exceeded" in rows[1]["llm_error"])
     assert engine._vllm_outputs(vllm_batch).column("llm_seconds").to_pylist()[1] is None
+
+
+def test_instructions_come_before_the_data_so_requests_share_them_as_a_prefix():
+    """vLLM's prefix cache serves what requests share from their first token: every prompt puts its fixed
+    instructions first and the person's data last, so two people's prompts differ only in the data."""
+    a = history_json([{"degree": "BSc", "field": "Nursing"}], _jobs(["Registered Nurse", "Charge Nurse"]))
+    b = history_json([], _jobs(["Welder"]))
+    pairs = {"candidate": (candidate_messages(a), candidate_messages(b)),
+             "hinted": (candidate_messages(a, "Nurse Practitioners"), candidate_messages(b, "Welders")),
+             "answer": (answer_messages(a), answer_messages(b)), "reason": (reason_messages(a), reason_messages(b)),
+             "predictor": (predictor_messages(a, "r1"), predictor_messages(b, "r2")),
+             **{c: (judge_messages(c, a, "r1", "Nurse Practitioners"), judge_messages(c, b, "r2", "Welders"))
+                for c in CRITERIA}}
+    for name, (x, y) in pairs.items():
+        ux, uy = x[-1]["content"], y[-1]["content"]
+        shared = next(i for i, (p, q) in enumerate(zip(ux, uy)) if p != q)
+        instructions = ux[:ux.index("### BEGIN")]  # everything before the first data block
+        assert len(instructions) <= shared and ("Reply" in instructions or "score" in instructions), name

@@ -102,7 +102,7 @@ def test_rows_carry_model_prompt_version_sampling_and_timings(reasons_run):
     root = run_dir / "reasons"
     cands = _read(root / "candidates").filter(pl.col("error").is_null())
     assert cands.height > 0 and set(cands["model"]) == {"smollm2-135m-instruct"}
-    assert set(cands["prompt_version"]) == {"candidate-joint/v1"}
+    assert set(cands["prompt_version"]) == {"candidate-joint/v2"}
     samp = [json.loads(s) for s in cands["sampling"]]
     assert {s["max_tokens"] for s in samp} == {64} and len({s["seed"] for s in samp}) == cands.height
     assert (cands["generated_tokens"] > 0).all() and (cands["generated_tokens"] <= 64).all()
@@ -116,7 +116,7 @@ def test_rows_carry_model_prompt_version_sampling_and_timings(reasons_run):
     assert first.select("candidate_id", "criterion").is_unique().all()
     ok = judged.filter(pl.col("status") == "ok")
     assert ok.height > 0 and ok["score"].is_between(1, 5).all()
-    assert set(judged["prompt_version"]) <= {f"judge-{c}/v1" for c in ("factuality", "coherence", "utility")}
+    assert set(judged["prompt_version"]) <= {f"judge-{c}/v2" for c in ("factuality", "coherence", "utility")}
     assert all("json_schema" in json.loads(s) for s in judged["sampling"])
     fact = ok.filter(pl.col("criterion") == "factuality")
     assert fact["error_count"].null_count() == 0 and fact["errors"].null_count() == 0

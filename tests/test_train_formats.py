@@ -82,7 +82,7 @@ def test_roles_use_the_shared_prompts_and_record_their_versions():
     assert parse_reason(target_text("reasoner", REASON, TITLE)) == REASON
     assert PROMPTS[ROLE_PROMPT["predictor"]].parse(target_text("predictor", REASON, TITLE)) == TITLE
     assert {r: role_prompt_version(r) for r in ROLES} == {
-        "joint": "candidate-joint/v1", "reasoner": "reason-only/v1", "predictor": "predictor/v1"}
+        "joint": "candidate-joint/v2", "reasoner": "reason-only/v2", "predictor": "predictor/v2"}
     with pytest.raises(ValueError, match="unknown role"):
         role_prompt_version("judge")
 

@@ -4,7 +4,7 @@
     parse_candidate("<think>...</think>\\n<answer>Nurse Practitioners</answer>")  # -> CandidateParse
     judge_messages("coherence", history_json, reason, target_title)
     parse_judgement("coherence", '{"temporal_order": "good", "logical_issues": 0, "score": 4}')
-    PROMPTS["predictor"].version                                               # 'predictor/v1'
+    PROMPTS["predictor"].version                                               # 'predictor/v2'
 
 Every output row, and every adapter, records the ``version`` of the prompt that made it
 (``PROMPTS[name].version``): change a prompt's wording and you bump its version, so old and new rows
@@ -96,12 +96,12 @@ class PromptSpec:
 
 
 PROMPTS: dict[str, PromptSpec] = {
-    "candidate": PromptSpec("candidate", "candidate-joint/v1", parse_candidate),
-    "hinted": PromptSpec("hinted", "candidate-hinted/v1", parse_candidate),
-    "answer": PromptSpec("answer", "answer-only/v1", parse_answer),
-    "reason": PromptSpec("reason", "reason-only/v1", parse_reason),
-    "predictor": PromptSpec("predictor", "predictor/v1", parse_answer),
-    **{c: PromptSpec(c, f"judge-{c}/v1", lambda text, _c=c: parse_judgement(_c, text), JUDGE_SCHEMAS[c])
+    "candidate": PromptSpec("candidate", "candidate-joint/v2", parse_candidate),
+    "hinted": PromptSpec("hinted", "candidate-hinted/v2", parse_candidate),
+    "answer": PromptSpec("answer", "answer-only/v2", parse_answer),
+    "reason": PromptSpec("reason", "reason-only/v2", parse_reason),
+    "predictor": PromptSpec("predictor", "predictor/v2", parse_answer),
+    **{c: PromptSpec(c, f"judge-{c}/v2", lambda text, _c=c: parse_judgement(_c, text), JUDGE_SCHEMAS[c])
        for c in CRITERIA},
 }
 """Prompt name -> version, parser and (judges) schema. Candidate variants: 'candidate' (plain), 'hinted';
