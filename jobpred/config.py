@@ -297,6 +297,9 @@ class PredictConfig(_Section):
         "free", description="'free': generate, then map to O*NET; 'constrained': a regex forces an official title.")
     base_apart_from_adapters: bool = Field(
         False, description="Base-model predictors, then adapter ones, as two pipeline executions (vLLM's CPU build).")
+    adapters: Literal["lora", "merged"] = Field(
+        "lora", description="'lora': one engine, the adapter chosen per row; 'merged': each adapter merged into "
+        "the base, one engine per model (vLLM's CPU build runs LoRA rows several times slower).")
     top_k: int = Field(10, ge=1, le=100, description="Length of each ranked list.")
     nearest_min_score: float = Field(
         0.6, ge=0, le=1, description="Least score for an unmapped answer's nearest title (below: the last job).")

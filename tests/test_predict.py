@@ -178,3 +178,47 @@ def test_report_says_where_llm_answers_came_from(tmp_path):
     lines = _methods_section({"joint": tmp_path / "joint.parquet", "markov": tmp_path / "markov.parquet"})
     row = next(" ".join(ln.split()) for ln in lines if ln.startswith("| joint "))  # cells are padded
     assert "| 4 | 50% |" in row and "history 2" in row and not any(ln.startswith("| markov") for ln in lines)
+
+
+def test_merged_adapters_run_one_execution_per_chain_of_models():
+    names = ["joint", "zero-shot", "two-model", "zero-shot-reason", "predictor-no-reason", "two-model-dpo"]
+    merged = load_config(None, ["predict.adapters=merged"])
+    assert execution_groups(merged, names) == [["joint"], ["zero-shot", "zero-shot-reason"], ["two-model"],
+                                               ["predictor-no-reason"], ["two-model-dpo"]]
+
+
+def test_a_merged_adapter_is_the_adapter_folded_into_the_weights(tmp_path):
+    """merge_and_unload's copy gives the next-token choices the adapter gives (bf16 weights, greedy), and is
+    built once: a second call with the same adapter reuses it, a changed adapter rebuilds it."""
+    import torch
+    from peft import LoraConfig, PeftModel, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from jobpred.models import resolve_model
+    from jobpred.predict.merged import MARKER, merged_model
+
+    base_path = resolve_model("smollm2-135m-instruct")
+    torch.manual_seed(0)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32),
+                           LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"]))
+    for name, p in model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.02)  # a trained adapter is not the identity
+    adapter = tmp_path / "adapters" / "joint"
+    model.save_pretrained(adapter)
+    out = merged_model(base_path, adapter, tmp_path / "merged")
+    assert merged_model(base_path, adapter, tmp_path / "merged") == out and (Path(out) / MARKER).exists()
+    tok = AutoTokenizer.from_pretrained(base_path)
+    ids = tok("The nurse became a", return_tensors="pt").input_ids
+    lora = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.bfloat16), adapter)
+    folded = AutoModelForCausalLM.from_pretrained(out, dtype=torch.bfloat16)
+    with torch.no_grad():
+        a = lora.generate(ids, max_new_tokens=8, do_sample=False)
+        b = folded.generate(ids, max_new_tokens=8, do_sample=False)
+    assert a.tolist() == b.tolist()
+    stamp = (Path(out) / MARKER).stat().st_mtime_ns
+    with torch.no_grad():
+        next(p for n, p in model.named_parameters() if "lora_B" in n).add_(0.01)
+    model.save_pretrained(adapter)
+    merged_model(base_path, adapter, tmp_path / "merged")
+    assert (Path(out) / MARKER).stat().st_mtime_ns != stamp  # rebuilt for the changed adapter

@@ -25,6 +25,7 @@ from jobpred.predictions import predictions_dir, split_examples
 from jobpred.ray_utils import init_ray
 from jobpred.rundir import RunDir
 
+MERGED_DIR = "predict/merged"  # adapters merged into the base (predict.adapters: merged), rebuilt when changed
 _EXAMPLE_COLUMNS = ["example_id", "education", "history", "target_code", "target_title"]
 
 
@@ -48,7 +49,7 @@ def run(cfg: JobpredConfig, run_dir: str | os.PathLike, eval_run: str | os.PathL
     if predictors:
         init_ray(cfg.ray)
         results = pl.from_arrow(batch.predict_table(examples.select(_EXAMPLE_COLUMNS).to_arrow(), cfg,
-                                                    predictors, adapters))
+                                                    predictors, adapters, run_.path / MERGED_DIR))
         paths = batch.write_tables(out_dir, examples, results, predictors)
         stats.update(_counts(results), seconds=round(time.perf_counter() - started, 1),
                      generated_tokens=int(results["generated_tokens"].sum()))

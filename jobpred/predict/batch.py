@@ -40,6 +40,7 @@ from jobpred.llm import engine
 from jobpred.llm.budget import PromptTooLong, TokenCounter
 from jobpred.models import resolve_model
 from jobpred.predict.answers import AnswerRanker
+from jobpred.predict.merged import merged_model
 from jobpred.predict.predictor import Predictor, State, StepRequest
 from jobpred.predict.steps import adapters_needed, predictor_steps
 from jobpred.predictions import example_features
@@ -64,9 +65,12 @@ RESULT_SCHEMA = pa.schema([
 """One row per example x predictor, what the driver collects (extra columns of the predictions table)."""
 
 
-def engine_config(cfg: JobpredConfig) -> LLMConfig:
+def engine_config(cfg: JobpredConfig, model: str | None = None) -> LLMConfig:
     """The prediction engine: ``predict.engine`` on the base model the adapters were trained on, with LoRA on
-    (rank of ``train.lora``), as the Serve replicas build it."""
+    (rank of ``train.lora``), as the Serve replicas build it; with ``model`` (a merged adapter, or the base for
+    base-model steps when adapters are merged), that one model and no LoRA."""
+    if model is not None:
+        return cfg.predict.engine.model_copy(update={"model": model})
     lora = engine.lora_engine_kwargs(cfg.train.lora.rank, max_loras=4)
     return cfg.predict.engine.model_copy(update={
         "model": cfg.adapter_base, "engine_kwargs": {**lora, **cfg.predict.engine.engine_kwargs}})
@@ -84,25 +88,36 @@ def _state(row: dict, texts: list[str]) -> State:
 
 
 class _Stage:
-    """A Ray Data actor holding the predictors (tokenizer, taxonomy and title normaliser loaded once)."""
+    """A Ray Data actor holding the predictors (tokenizer, taxonomy and title normaliser loaded once).
 
-    def __init__(self, cfg: JobpredConfig, names: list[str], adapter_paths: dict[str, str]) -> None:
-        self.cfg, self.paths = cfg, adapter_paths
+    ``models``: with merged adapters, the one model each engine stage serves (step 1, step 2); every row of
+    that stage names it. Without (None), rows name their adapter's directory and one LoRA engine serves all."""
+
+    def __init__(self, cfg: JobpredConfig, names: list[str], adapter_paths: dict[str, str],
+                 models: tuple[str, ...] | None = None) -> None:
+        self.cfg, self.paths, self.models = cfg, adapter_paths, models
         self.predictors = predictors(cfg, names)
         self.base = resolve_model(engine_config(cfg).model)
         constrained = cfg.predict.answer_mode == "constrained"
         # a 1-token request with the same sampling keys as real ones: every row of a batch must carry the
         # same keys (Ray Data builds one Arrow struct of them; a missing key becomes nulls and mixed types)
-        self.noop = {"model": self.base, "messages": _NOOP, "sampling": json.dumps(
-            {"temperature": 0.0, "top_p": 1.0, "max_tokens": 1, "seed": 0, **({"regex": "-"} if constrained else {})})}
+        self._noop_sampling = json.dumps(
+            {"temperature": 0.0, "top_p": 1.0, "max_tokens": 1, "seed": 0, **({"regex": "-"} if constrained else {})})
 
-    def columns(self, req: StepRequest) -> dict:
+    def _model(self, step: int, adapter: str | None) -> str:
+        if self.models is not None:
+            return self.models[min(step, len(self.models) - 1)]
+        return self.paths[adapter] if adapter else self.base
+
+    def noop(self, step: int) -> dict:
+        return {"model": self._model(step, None), "messages": _NOOP, "sampling": self._noop_sampling}
+
+    def columns(self, req: StepRequest, step: int) -> dict:
         """The engine columns of one request (greedy: the predictions are reproducible)."""
         sampling = {"temperature": 0.0, "top_p": 1.0, "max_tokens": req.max_tokens, "seed": 0}
         if req.regex is not None:
             sampling["regex"] = req.regex
-        return {"model": self.paths[req.adapter] if req.adapter else self.base, "messages": req.messages,
-                "sampling": json.dumps(sampling)}
+        return {"model": self._model(step, req.adapter), "messages": req.messages, "sampling": json.dumps(sampling)}
 
 
 class BuildRequests(_Stage):
@@ -118,9 +133,9 @@ class BuildRequests(_Stage):
                 try:
                     state = p.start(ex["education"], ex["history"])
                     row.update(history_json=state.history_json, history_jobs_dropped=state.history_jobs_dropped,
-                               **self.columns(p.request(state)))
+                               **self.columns(p.request(state), 0))
                 except PromptTooLong as exc:
-                    row.update(history_json=None, error=f"prompt too long: {exc}", **self.noop)
+                    row.update(history_json=None, error=f"prompt too long: {exc}", **self.noop(0))
                 rows.append(row)
         return pa.Table.from_pylist(rows, schema=REQUEST_SCHEMA)
 
@@ -139,9 +154,10 @@ class ChainStep(_Stage):
         for r in batch.select(["predictor", "n_steps", "history_json", "history_jobs_dropped", "history_codes",
                                "s1_generated_text", "s1_llm_error", "error"]).to_pylist():
             if r["n_steps"] < 2 or r["error"] or r["s1_llm_error"]:
-                cols.append(self.noop)
+                cols.append(self.noop(1))
                 continue
-            cols.append(self.columns(self.predictors[r["predictor"]].request(_state(r, [r["s1_generated_text"]]))))
+            req = self.predictors[r["predictor"]].request(_state(r, [r["s1_generated_text"]]))
+            cols.append(self.columns(req, 1))
         batch = batch.drop_columns([c for c in ("model", "messages", "sampling") if c in batch.column_names])
         return (batch.append_column("model", pa.array([c["model"] for c in cols], pa.string()))
                 .append_column("messages", pa.array([c["messages"] for c in cols], MESSAGES_TYPE))
@@ -151,8 +167,9 @@ class ChainStep(_Stage):
 class RankAnswers(_Stage):
     """Ray Data actor: generated text -> reason, answer text and a ranked list of valid O*NET codes."""
 
-    def __init__(self, cfg: JobpredConfig, names: list[str], adapter_paths: dict[str, str], two_step: bool) -> None:
-        super().__init__(cfg, names, adapter_paths)
+    def __init__(self, cfg: JobpredConfig, names: list[str], adapter_paths: dict[str, str], two_step: bool,
+                 models: tuple[str, ...] | None = None) -> None:
+        super().__init__(cfg, names, adapter_paths, models)
         self.two_step = two_step
 
     def __call__(self, batch: pa.Table) -> pa.Table:
@@ -178,28 +195,37 @@ class RankAnswers(_Stage):
                 "prompt_version": p.prompt_version, "history_json": r["history_json"]}
 
 
-def build_pipeline(ds, cfg: JobpredConfig, names: list[str], adapter_paths: dict[str, str]):
-    """Example rows -> RESULT_SCHEMA rows (lazy Ray Dataset)."""
+def build_pipeline(ds, cfg: JobpredConfig, names: list[str], adapter_paths: dict[str, str],
+                   models: tuple[str, ...] | None = None):
+    """Example rows -> RESULT_SCHEMA rows (lazy Ray Dataset); ``models``: see :class:`_Stage`."""
     import ray
 
-    econf = engine_config(cfg)
+    def econf(step: int) -> LLMConfig:
+        return engine_config(cfg) if models is None else engine_config(cfg, models[min(step, len(models) - 1)])
+
     pool = ray.data.ActorPoolStrategy(min_size=1, max_size=1)
-    kwargs = {"cfg": cfg, "names": names, "adapter_paths": adapter_paths}
+    kwargs = {"cfg": cfg, "names": names, "adapter_paths": adapter_paths, "models": models}
     ds = ds.map_batches(BuildRequests, fn_constructor_kwargs=kwargs,
                         batch_size=16, batch_format="pyarrow", num_cpus=_LIGHT_CPU, compute=pool)
-    ds = engine.build_processor(econf)(ds)
+    ds = engine.build_processor(econf(0))(ds)
     two_step = any(len(predictor_steps(p)) > 1 for p in names)
     if two_step:
         ds = ds.map_batches(ChainStep, fn_constructor_kwargs=kwargs,
                             batch_size=None, batch_format="pyarrow", num_cpus=_LIGHT_CPU, compute=pool)
-        ds = engine.build_processor(econf)(ds)
+        ds = engine.build_processor(econf(1))(ds)
     return ds.map_batches(RankAnswers, fn_constructor_kwargs={**kwargs, "two_step": two_step},
                           batch_size=None, batch_format="pyarrow", num_cpus=_LIGHT_CPU, compute=pool)
 
 
 def execution_groups(cfg: JobpredConfig, predictors: list[str]) -> list[list[str]]:
     """The predictors of each pipeline execution, in order: all in one, or (with
-    ``predict.base_apart_from_adapters``) the base-model ones, then the adapter ones."""
+    ``predict.base_apart_from_adapters``) the base-model ones, then the adapter ones; with merged adapters,
+    one execution per chain of models (the predictors whose steps use the same adapters)."""
+    if cfg.predict.adapters == "merged":
+        chains: dict[tuple, list[str]] = {}
+        for name in predictors:
+            chains.setdefault(tuple(s.adapter for s in predictor_steps(name)), []).append(name)
+        return list(chains.values())
     if not cfg.predict.base_apart_from_adapters:
         return [predictors]
     base = [p for p in predictors if not adapters_needed(p)]
@@ -207,14 +233,20 @@ def execution_groups(cfg: JobpredConfig, predictors: list[str]) -> list[list[str
 
 
 def predict_table(examples: pa.Table, cfg: JobpredConfig, predictors: list[str],
-                  adapter_paths: dict[str, str]) -> pa.Table:
+                  adapter_paths: dict[str, str], merged_root: Path | None = None) -> pa.Table:
     """Every example x predictor through the pipeline (one execution per :func:`execution_groups` group),
-    streamed back to the driver: RESULT_SCHEMA rows. Ray must be initialised."""
+    streamed back to the driver: RESULT_SCHEMA rows. Ray must be initialised. With ``predict.adapters:
+    merged``, the adapters are merged into copies of the base under ``merged_root`` first."""
     import ray
 
     tables = []
     for group in execution_groups(cfg, predictors):
-        ds = build_pipeline(ray.data.from_arrow(examples), cfg, group, adapter_paths)
+        models = None
+        if cfg.predict.adapters == "merged" and merged_root is not None:
+            base = resolve_model(cfg.adapter_base)
+            models = tuple(merged_model(base, adapter_paths[s.adapter], merged_root) if s.adapter else base
+                           for s in predictor_steps(group[0]))
+        ds = build_pipeline(ray.data.from_arrow(examples), cfg, group, adapter_paths, models)
         tables.append(collect(ds, examples.num_rows * len(group)))
     return pa.concat_tables(tables)
 
