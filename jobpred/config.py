@@ -190,6 +190,8 @@ class ReasonsConfig(_Section):
         description="A candidate scoring below any of these (1-5) cannot be the oracle.")
     min_combined: float = Field(3.0, ge=1, le=5, description="Lowest combined score an oracle may have.")
     require_correct_answer: bool = Field(False, description="The oracle's answer must map to the true next occupation.")
+    min_grounding: float = Field(
+        0.0, ge=0, le=1, description="Least share of the reason's checkable facts found in the history (0: off).")
     dpo_margin: float = Field(1.0, ge=0, description="A DPO pair (best vs worst) needs a combined-score gap over this.")
     dpo_chosen_must_pass: bool = Field(True, description="A DPO pair's chosen side must pass the oracle bar.")
     commit_every: int = Field(64, ge=1, description="Examples per committed Parquet part (the most a crash loses).")

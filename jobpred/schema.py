@@ -280,6 +280,7 @@ ORACLE_SCHEMA = pa.schema(
         ("coherence", pa.int8()),
         ("utility", pa.int8()),
         ("combined", pa.float32()),
+        ("grounding", pa.float32()),  # share of the reason's checkable facts found in the history (reasons/grounding.py)
         ("teacher_model", pa.string()),
         ("teacher_prompt_version", pa.string()),
         ("teacher_sampling", pa.string()),

@@ -33,7 +33,7 @@ from jobpred.llm.prompts import (
 from jobpred.reasons import _check_fingerprint
 from jobpred.reasons import generate as gen
 from jobpred.reasons import judge as jud
-from jobpred.reasons.select import select
+from jobpred.reasons.select import score_candidates, select
 from jobpred.reasons.store import PartStore, Progress, run_phase
 from jobpred.schema import CANDIDATES_SCHEMA, JUDGEMENTS_SCHEMA, REASON_ERRORS_SCHEMA
 
@@ -521,3 +521,23 @@ def test_instructions_come_before_the_data_so_requests_share_them_as_a_prefix():
         shared = next(i for i, (p, q) in enumerate(zip(ux, uy)) if p != q)
         instructions = ux[:ux.index("### BEGIN")]  # everything before the first data block
         assert len(instructions) <= shared and ("Reply" in instructions or "score" in instructions), name
+
+
+def test_a_judge_without_signal_does_not_pick_a_placeholder_and_grounding_breaks_its_ties():
+    """A 135M judge gives everything 5: the placeholder never passes, and the grounded reason wins the tie."""
+    from jobpred.llm.prompts import history_json
+
+    history = history_json([{"degree": "BSc", "field": "Nursing"}],
+                           [{"title": "Staff Nurse", "company": "General Hospital", "start": "2012-01", "end": None}])
+    cands = [{**_cand("e", 0), "history_json": history, "reason": "your reason"},
+             {**_cand("e", 1), "history_json": history, "reason": "A Chef at Ocean Grill since 2001 loves cooking."},
+             {**_cand("e", 2), "history_json": history,
+              "reason": "A Staff Nurse at General Hospital since 2012 with a BSc in Nursing."}]
+    judgements = [j for i in range(3) for j in _scores(f"e/plain/{i}", 5, 5, 5)]
+    cfg = ReasonsConfig(min_scores={"factuality": 1, "coherence": 1, "utility": 1}, min_combined=1.0)
+    _, oracle, _ = select(["e"], *_frames(cands, judgements), cfg)
+    assert oracle["candidate_id"].to_list() == ["e/plain/2"] and oracle["grounding"].to_list() == [1.0]
+    strict = ReasonsConfig(min_scores=cfg.min_scores, min_combined=1.0, min_grounding=0.9)
+    scored = score_candidates(*_frames(cands, judgements)[:2], strict)
+    assert scored.filter(pl.col("passes"))["candidate_id"].to_list() == ["e/plain/2"]
+    assert "placeholder" in scored.filter(pl.col("candidate_id") == "e/plain/0")["misses"][0]

@@ -28,6 +28,7 @@ import os
 import polars as pl
 
 from jobpred.config import JobpredConfig, ReasonsConfig
+from jobpred.reasons.grounding import grounding_columns, judge_spread
 from jobpred.reasons.store import PartStore, plan_ids, reasons_dir
 from jobpred.rundir import RunDir
 from jobpred.schema import (
@@ -45,7 +46,7 @@ CRITERIA = ("factuality", "coherence", "utility")
 def selection_rules(cfg: ReasonsConfig) -> str:
     """The rules recorded with every oracle and DPO row."""
     return json.dumps({"weights": cfg.weights.model_dump(), "min_scores": cfg.min_scores.model_dump(),
-                       "min_combined": cfg.min_combined, "require_correct_answer": cfg.require_correct_answer,
+                       "min_combined": cfg.min_combined, "min_grounding": cfg.min_grounding, "require_correct_answer": cfg.require_correct_answer,
                        "dpo_margin": cfg.dpo_margin, "dpo_chosen_must_pass": cfg.dpo_chosen_must_pass},
                       sort_keys=True)
 
@@ -70,7 +71,7 @@ def score_candidates(cands: pl.DataFrame, judgements: pl.DataFrame, cfg: Reasons
         .filter(pl.col("status") != "ok").first().alias("judge_problem"),
     )
     mins = cfg.min_scores.model_dump()
-    scored = (cands.join(wide.select("candidate_id", *CRITERIA), on="candidate_id", how="left")
+    scored = (grounding_columns(cands).join(wide.select("candidate_id", *CRITERIA), on="candidate_id", how="left")
               .join(judge_info, on="candidate_id", how="left")
               .with_columns(*(pl.col(c).cast(pl.Int8) for c in CRITERIA))
               .with_columns(
@@ -80,6 +81,11 @@ def score_candidates(cands: pl.DataFrame, judgements: pl.DataFrame, cfg: Reasons
     misses = [pl.when(pl.col(c) < mins[c]).then(pl.format(f"{c} {{}} < {mins[c]:g}", pl.col(c))) for c in CRITERIA]
     misses.append(pl.when(pl.col("combined") < cfg.min_combined)
                   .then(pl.format(f"combined {{}} < {cfg.min_combined:g}", pl.col("combined").round(2))))
+    misses.append(pl.when(pl.col("placeholder"))
+                  .then(pl.lit("the reason is a format placeholder or names nothing of the history")))
+    if cfg.min_grounding > 0:
+        misses.append(pl.when(pl.col("grounding") < cfg.min_grounding)
+                      .then(pl.format(f"grounding {{}} < {cfg.min_grounding:g}", pl.col("grounding").round(2))))
     if cfg.require_correct_answer:
         misses.append(pl.when(~pl.col("answer_correct"))
                       .then(pl.format("answer '{}' is not the true occupation", pl.col("answer"))))
@@ -91,8 +97,9 @@ def select(plan: list[str], cands: pl.DataFrame, judgements: pl.DataFrame, examp
            cfg: ReasonsConfig) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """(outcomes, oracle, dpo_pairs) as DataFrames with the schemas of jobpred.schema."""
     scored = score_candidates(cands, judgements, cfg)
-    best_first = [pl.col("combined"), pl.col("factuality"), pl.col("candidate_id")]
-    rank_desc = [True, True, False]
+    # a judge without signal ties every candidate on combined: the grounding check decides then
+    best_first = [pl.col("combined"), pl.col("grounding").fill_null(0.5), pl.col("factuality"), pl.col("candidate_id")]
+    rank_desc = [True, True, True, False]
     judged = scored.filter(pl.col("judged"))
     best_pass = judged.filter(pl.col("passes")).sort(best_first, descending=rank_desc).group_by(
         "example_id", maintain_order=True).first()
@@ -181,9 +188,16 @@ def run(cfg: JobpredConfig, run_dir: str | os.PathLike) -> dict:
         _write(frame, schema, tmp)
         tmp.replace(path)
     by_status = dict(outcomes.group_by("status").len().iter_rows())
+    spread = judge_spread(judgements)
+    flat = [c for c, s in spread.items() if s["flat"]]
+    if flat:
+        print(f"reasons: the judge's {', '.join(flat)} scores barely vary (judge_spread in the manifest): they "
+              "cannot rank candidates; the grounding check breaks their ties", flush=True)
     return {"planned": len(plan), "oracle": by_status.get("oracle", 0), "no_oracle": by_status.get("no_oracle", 0),
             "error": by_status.get("error", 0), "dpo_pairs": dpo.height, "candidates": cands.height,
-            "judgements": judgements.height}
+            "judgements": judgements.height, "judge_spread": spread,
+            "oracle_grounding_mean": round(float(oracle["grounding"].mean()), 3) if oracle.height
+            and oracle["grounding"].null_count() < oracle.height else None}
 
 
 def _write(frame: pl.DataFrame, schema, path) -> None:
