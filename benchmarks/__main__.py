@@ -39,6 +39,8 @@ SUITE: dict[str, tuple[str, list[str], list[str]]] = {
                 ["predict"]),
     "batch": ("benchmarks.bench_batch", ["--sizes", "1", "4", "16", "--min-prompts", "16"], ["batch"]),
     "serve": ("benchmarks.bench_serve", ["--levels", "1", "8", "--requests", "4", "8", "--mixed", "10"], ["serve"]),
+    "prompts": ("benchmarks.bench_prompts", ["--persons", "100"], ["prompts"]),
+    "cost": ("benchmarks.bench_cost", [], ["cost"]),  # reads runs/local after `make demo`, else runs the smoke job
 }
 PLOTS = {"batch": "batch-*.png", "serve": "serve-*.png"}
 """Plots a benchmark draws itself (results/<date>-<pattern>), linked from the suite's Markdown."""

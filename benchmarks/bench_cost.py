@@ -3,6 +3,7 @@
 Run as:
     python -m benchmarks.bench_cost --config configs/smoke.yaml      # runs the job on a fresh directory, then reads it
     python -m benchmarks.bench_cost --run runs/local                 # reads a finished run (e.g. after `make demo`)
+    python -m benchmarks.bench_cost                                  # runs/local if `make demo` ran, else the smoke run
 
 Per stage: wall seconds (the manifest's `run` record). Per LLM stage (teacher candidates, judge, prediction):
 rows, prompt and generated tokens per row, rows per second over the stage's wall time and over the engine's
@@ -72,10 +73,13 @@ def cost_model(run_dir: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    group = parser.add_mutually_exclusive_group(required=True)
+    group = parser.add_mutually_exclusive_group()
     group.add_argument("--config", help="run `jobpred run` with this preset on a fresh run directory, then read it")
     group.add_argument("--run", help="read this finished run directory")
     args = parser.parse_args()
+    if not args.config and not args.run:
+        demo = REPO / "runs" / "local"
+        args.run, args.config = (str(demo), None) if (demo / "manifest.json").exists() else (None, "configs/smoke.yaml")
 
     extra: dict = {}
     if args.config:

@@ -14,6 +14,8 @@ what a trained one costs) for synthetic test examples, greedy, ``--max-tokens`` 
   state;
 - ``ray-mixed``: the same with ``predict.base_apart_from_adapters=false`` (one execution, base and adapter
   rows in the same engine steps);
+- ``ray-merged``: the same with ``predict.adapters=merged`` (the adapter folded into a copy of the base, one
+  engine per model, no LoRA in any row);
 - ``vllm``: plain ``vllm.LLM.chat`` with the same engine settings, the adapter as a ``LoRARequest``; the
   base rows in one call, the adapter rows in another (LLM.chat needs one call per prompt style anyway);
 - ``vllm-mixed``: plain ``vllm.LLM.generate`` of the same rendered prompts, all rows in one call.
@@ -39,6 +41,7 @@ from benchmarks.common import bench_config, machine, markdown_table, run_child, 
 
 PATHS = {"ray": "jobpred.predict pipeline (base rows apart: local.yaml)",
          "ray-mixed": "jobpred.predict pipeline (base and adapter rows mixed)",
+         "ray-merged": "jobpred.predict pipeline (adapter merged into the base: one engine per model)",
          "vllm": "vLLM LLM.chat + LoRARequest (base rows, then adapter rows)",
          "vllm-mixed": "vLLM LLM.generate + LoRARequest (all rows in one call)"}
 
@@ -145,7 +148,7 @@ def _prefill(row: dict) -> bool:
     return row["messages"][-1]["role"] == "assistant"
 
 
-def _ray(run: Path, n: int, max_tokens: int, small: int, mixed: bool = False) -> dict:
+def _ray(run: Path, n: int, max_tokens: int, small: int, mixed: bool = False, merged: bool = False) -> dict:
     import ray
 
     from jobpred.config import RayConfig
@@ -154,13 +157,15 @@ def _ray(run: Path, n: int, max_tokens: int, small: int, mixed: bool = False) ->
 
     os.environ["RAY_worker_niceness"] = "0"  # noqa: SIM112 (as in bench_reasons: no handicap for this path)
     init_ray(RayConfig(num_cpus=3, object_store_memory_mb=1024))
-    cfg = _config([f"predict.max_tokens={max_tokens}", *(["predict.base_apart_from_adapters=false"] if mixed else [])])
+    cfg = _config([f"predict.max_tokens={max_tokens}", *(["predict.base_apart_from_adapters=false"] if mixed else []),
+                   f"predict.adapters={'merged' if merged else 'lora'}"])
     adapters = trained_adapters(run)
     cols = ["example_id", "education", "history", "target_code", "target_title"]
 
     def execute(k: int) -> tuple[float, int]:
         t0 = time.perf_counter()
-        table = predict_table(_examples(run, k).select(cols).to_arrow(), cfg, ["zero-shot-reason", "joint"], adapters)
+        table = predict_table(_examples(run, k).select(cols).to_arrow(), cfg, ["zero-shot-reason", "joint"], adapters,
+                              run / "predict" / "merged")
         return time.perf_counter() - t0, sum(v or 0 for v in table.column("generated_tokens").to_pylist())
 
     small_s, small_tok = execute(small)
@@ -205,6 +210,7 @@ def _child(kind: str, run: Path, args) -> None:
           "vllm-mixed": lambda: _vllm(run, args.prompts, args.max_tokens, mixed=True, warm=args.warm),
           "ray": lambda: _ray(run, args.prompts, args.max_tokens, args.ray_small),
           "ray-mixed": lambda: _ray(run, args.prompts, args.max_tokens, args.ray_small, mixed=True),
+          "ray-merged": lambda: _ray(run, args.prompts, args.max_tokens, args.ray_small, merged=True),
           "answers": lambda: _answers(run, args.answers)}
     print("RESULT " + json.dumps(fn[kind]()), flush=True)
 
@@ -247,7 +253,7 @@ def main() -> None:
         res = {kind: _run_child(kind, run, argv) for kind in args.paths}
     vllm_tps = res["vllm"]["gen_tokens"] / res["vllm"]["gen_s"]
     rows = []
-    for kind in [k for k in ("ray", "ray-mixed") if k in res]:
+    for kind in [k for k in ("ray", "ray-mixed", "ray-merged") if k in res]:
         r, what = res[kind], PATHS[kind]
         rows += [{"path": f"{what}, steady state", "tokens": r["gen_tokens"], "tokens_per_s": r["steady_tokens_per_s"],
                   "vs_vllm": round(r["steady_tokens_per_s"] / vllm_tps, 2),
