@@ -222,3 +222,17 @@ def test_a_merged_adapter_is_the_adapter_folded_into_the_weights(tmp_path):
     model.save_pretrained(adapter)
     merged_model(base_path, adapter, tmp_path / "merged")
     assert (Path(out) / MARKER).stat().st_mtime_ns != stamp  # rebuilt for the changed adapter
+
+
+def test_the_report_says_when_the_judge_scores_carry_no_signal(tmp_path):
+    from jobpred.eval.claims import _reason_quality_section
+    from jobpred.rundir import RunDir
+
+    run = RunDir(tmp_path / "r")
+    assert _reason_quality_section(run) == []  # no reasons stage: nothing to say
+    spread = {"utility": {"n": 48, "mean": 5.0, "std": 0.0, "mode_share": 1.0, "flat": True},
+              "coherence": {"n": 48, "mean": 3.1, "std": 1.2, "mode_share": 0.4, "flat": False}}
+    run.record_stage("reasons", outputs={}, counts={"judge_spread": spread, "oracle_grounding_mean": 0.72})
+    lines = [" ".join(ln.split()) for ln in _reason_quality_section(run)]
+    assert any(ln.startswith("| utility | 48 | 5.00 | 0.00 | 100% | no signal |") for ln in lines)
+    assert any(ln.startswith("| coherence | 48 |") and "varies" in ln for ln in lines) and "0.72" in " ".join(lines)

@@ -105,6 +105,7 @@ def claims_section(run, tables: dict[str, Path], scores: dict[str, dict], out_di
              "zero-shot; (b) joint beats two-model; (c) accuracy depends on the reason.", ""]
     lines += markdown_table(header, rows) if rows else ["No pair of predictors for these comparisons ran."]
     lines += _methods_section(tables)
+    lines += _reason_quality_section(run)
     by_score, plots = _quality_vs_accuracy(run, tables, out_dir)
     if by_score.height:
         lines += ["", "### (c) Accuracy by the judge's score of the predictor's own reason", "",
@@ -188,3 +189,20 @@ def _plot(cells: pl.DataFrame, out_dir: Path) -> str:
     fig.savefig(out_dir / name, dpi=110)
     plt.close(fig)
     return name
+
+
+def _reason_quality_section(run) -> list[str]:
+    """How far the oracle reasons' judge scores can be trusted: their spread per criterion, and grounding."""
+    counts = run.manifest()["stages"].get("reasons", {}).get("counts", {})
+    spread = counts.get("judge_spread") or {}
+    if not spread:
+        return []
+    rows = [[c, str(s["n"]), f"{s['mean']:.2f}", f"{s['std']:.2f}", f"{100 * s['mode_share']:.0f}%",
+             "no signal" if s["flat"] else "varies"] for c, s in spread.items()]
+    grounding = counts.get("oracle_grounding_mean")
+    return ["", "### How much the judge's scores say", "",
+            "The oracle reasons' judge scores per criterion (1-5). A criterion where one score covers nearly every "
+            "candidate cannot rank them; selection then breaks its ties with the grounding check (the share of a "
+            "reason's checkable facts found in the history, which needs no model)"
+            + (f": the oracles' mean grounding is {grounding:.2f}." if grounding is not None else "."), "",
+            *markdown_table(["criterion", "judged", "mean", "std", "most common score", "signal"], rows)]
