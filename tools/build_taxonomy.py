@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import re
 from pathlib import Path
 
 import polars as pl
@@ -21,6 +23,107 @@ OUT = Path(__file__).resolve().parents[1] / "jobpred" / "taxonomy" / "data"
 
 def _tsv(path: Path) -> pl.DataFrame:
     return pl.read_csv(path, separator="\t", infer_schema_length=0, quote_char=None, encoding="utf8-lossy")
+
+
+def _titles(onet: Path, occ: pl.DataFrame) -> pl.DataFrame:
+    """Every O*NET title of every occupation once per (code, title), with what O*NET says about it: the
+    strongest source (official > reported > short > alternate), how many of O*NET's title sources list it
+    (the Source(s) column of Alternate Titles, codes 01-10) and whether My Next Move shows it."""
+    alt = _tsv(onet / "Alternate Titles.tsv").select(
+        pl.col("O*NET-SOC Code").alias("code"),
+        pl.col("Alternate Title").alias("title"),
+        pl.col("Short Title").alias("short_title"),
+        pl.col("Source(s)").str.split(",").list.len().cast(pl.Int8).alias("n_sources"),
+    )
+    reported = _tsv(onet / "Sample of Reported Titles.txt").select(
+        pl.col("O*NET-SOC Code").alias("code"),
+        pl.col("Reported Job Title").alias("title"),
+        (pl.col("Shown in My Next Move") == "Y").alias("next_move"),
+    )
+    short = alt.filter(pl.col("short_title").is_not_null() & (pl.col("short_title") != "")).select(
+        "code", pl.col("short_title").alias("title"), "n_sources"
+    )
+    rank = {"official": 0, "reported": 1, "short": 2, "alternate": 3}
+    rows = pl.concat(
+        [
+            occ.select("code", "title", pl.lit("official").alias("source"), pl.lit(1, pl.Int8).alias("n_sources")),
+            reported.select("code", "title", pl.lit("reported").alias("source"), pl.lit(1, pl.Int8).alias("n_sources")),
+            short.select("code", "title", pl.lit("short").alias("source"), "n_sources"),
+            alt.select("code", "title", pl.lit("alternate").alias("source"), "n_sources"),
+        ]
+    ).with_columns(pl.col("source").replace_strict(rank, return_dtype=pl.Int8).alias("_rank"))
+    return (
+        rows.group_by("code", "title", maintain_order=True)
+        .agg(pl.col("source").sort_by("_rank").first(), pl.col("n_sources").max())
+        .join(reported.select("code", "title", "next_move"), on=["code", "title"], how="left")
+        .with_columns(pl.col("next_move").fill_null(False), pl.lit(1.0, pl.Float32).alias("share"))
+    )
+
+
+def _esco_titles(esco: pl.DataFrame, crosswalk: pl.DataFrame) -> pl.DataFrame:
+    """ESCO 1.2.0 preferred and alternative labels (English) of the ESCO occupations that the official
+    crosswalk maps to at most two O*NET occupations, each label once per O*NET code; ``share`` is 1 / the
+    number of codes. They fill in European wordings O*NET lacks ("shop assistant", "stock broker"); the
+    normaliser gives them the lowest weight of all sources."""
+    codes = crosswalk.group_by("esco_code").agg(pl.col("code").unique())
+    codes = codes.filter(pl.col("code").list.len() <= 2)
+    labels = esco.select(
+        pl.col("code").alias("esco_code"),
+        pl.concat_list(pl.col("preferredLabel"), pl.col("altLabels").fill_null("").str.split("\n")).alias("title"),
+    ).explode("title").filter(pl.col("title").str.strip_chars() != "")
+    return (
+        labels.join(codes, on="esco_code")
+        .with_columns((1.0 / pl.col("code").list.len()).cast(pl.Float32).alias("share"))
+        .explode("code")
+        .group_by("code", "title", maintain_order=True)
+        .agg(pl.col("share").max())
+        .select("code", "title", pl.lit("esco").alias("source"), pl.lit(1, pl.Int8).alias("n_sources"),
+                pl.lit(False).alias("next_move"), "share")
+    )
+
+
+_WORD = re.compile(r"[^\w]+")
+_STOP = {"of", "and", "the", "a", "an", "in", "for", "to", "on", "or"}
+
+
+def _words(text: str) -> list[str]:
+    return _WORD.sub(" ", text.casefold()).split()
+
+
+def _contraction(short: str, word: str) -> bool:
+    """"tech" / "technician", "mgr" / "manager": same first letter, the letters in order, shorter."""
+    if len(short) < 2 or len(short) >= len(word) or short[0] != word[0]:
+        return False
+    it = iter(word)
+    return all(ch in it for ch in short)
+
+
+def _abbreviations(titles: list[str]) -> pl.DataFrame:
+    """Abbreviations O*NET spells out itself: alternate titles of the form "X (Y)" where X and Y differ in
+    one short word of one side that is the initials ("CT" / "Computed Tomography") or a contraction
+    ("Tech" / "Technician") of the other side's words. One row per abbreviation with its most frequent
+    expansion, kept when that expansion has at least 60% of the abbreviation's pairs."""
+    pairs: dict[tuple[str, str], int] = {}
+    for title in titles:
+        m = re.fullmatch(r"(.+?)\s*\(([^()]+)\)\s*", title)
+        if not m:
+            continue
+        a, b = _words(m.group(1)), _words(m.group(2))
+        short, long = (a, b) if len(" ".join(a)) < len(" ".join(b)) else (b, a)
+        while short and long and short[0] == long[0]:
+            short, long = short[1:], long[1:]
+        while short and long and short[-1] == long[-1]:
+            short, long = short[:-1], long[:-1]
+        if len(short) != 1 or not 1 <= len(long) <= 6 or short[0].isdigit():
+            continue
+        s, content = short[0], [w for w in long if w not in _STOP]
+        initials = "".join(w[0] for w in long), "".join(w[0] for w in content)
+        if (len(s) >= 2 and s in initials) or (len(long) == 1 and _contraction(s, long[0])):
+            pairs[(s, " ".join(long))] = pairs.get((s, " ".join(long)), 0) + 1
+    df = pl.DataFrame([(s, e, n) for (s, e), n in pairs.items()], schema=["short", "expansion", "pairs"], orient="row")
+    df = df.with_columns(pl.col("pairs").sum().over("short").alias("_total"))
+    df = df.sort(["short", "pairs", "expansion"], descending=[False, True, False]).unique("short", keep="first")
+    return df.filter(pl.col("pairs") >= 0.6 * pl.col("_total")).drop("_total").sort("short")
 
 
 def build(source: Path) -> dict[str, int]:
@@ -43,26 +146,7 @@ def build(source: Path) -> dict[str, int]:
         pl.col("Index").cast(pl.Int8).alias("index"),
     )
 
-    alt = _tsv(onet / "Alternate Titles.tsv").select(
-        pl.col("O*NET-SOC Code").alias("code"),
-        pl.col("Alternate Title").alias("title"),
-        pl.col("Short Title").alias("short_title"),
-    )
-    reported = _tsv(onet / "Sample of Reported Titles.txt").select(
-        pl.col("O*NET-SOC Code").alias("code"), pl.col("Reported Job Title").alias("title")
-    )
-    short = alt.filter(pl.col("short_title").is_not_null() & (pl.col("short_title") != "")).select(
-        "code", pl.col("short_title").alias("title")
-    )
-    titles = pl.concat(
-        [
-            occ.select("code", "title").with_columns(pl.lit("official").alias("source")),
-            alt.select("code", "title").with_columns(pl.lit("alternate").alias("source")),
-            short.with_columns(pl.lit("short").alias("source")),
-            reported.with_columns(pl.lit("reported").alias("source")),
-        ]
-    ).unique(subset=["code", "title"], keep="first", maintain_order=True)
-
+    titles = _titles(onet, occ)
     ete = _tsv(onet / "Education, Training, and Experience.tsv")
     ete = ete.filter(pl.col("Scale ID").is_in(["RL", "RW"])).select(
         pl.col("O*NET-SOC Code").alias("code"),
@@ -82,16 +166,19 @@ def build(source: Path) -> dict[str, int]:
         pl.col("ESCO/ISCO Title").alias("esco_title"),
         pl.col("O*NET-SOC 2019 Code").alias("code"),
     )
-    esco_occ = pl.read_csv(source / "esco_1_2_0" / "occupations_en.csv", infer_schema_length=0).select(
+    esco_raw = pl.read_csv(source / "esco_1_2_0" / "occupations_en.csv", infer_schema_length=0)
+    esco_occ = esco_raw.select(
         pl.col("conceptUri").alias("concept_uri"),
         pl.col("code").alias("esco_code"),
         pl.col("preferredLabel").alias("label"),
     )
+    esco_titles = _esco_titles(esco_raw, esco_x)
 
     tables = {
         "occupations": occ,
         "related": related,
-        "titles": titles,
+        "titles": pl.concat([titles, esco_titles]),
+        "abbreviations": _abbreviations(titles["title"].to_list()),
         "education": ete,
         "career_changers": ccm,
         "esco_crosswalk": esco_x,
@@ -118,7 +205,238 @@ def build(source: Path) -> dict[str, int]:
     return counts
 
 
+def _write(df: pl.DataFrame, name: str) -> None:
+    df.write_parquet(OUT / f"{name}.parquet", compression="zstd", compression_level=19)
+
+
+def normaliser_tables(dims: int = 96) -> dict[str, int]:
+    """The normaliser's index (``title_index``: key, code, weight; ``title_heads``: code, head noun), as
+    :meth:`TitleNormalizer.index_titles` makes it of the packaged titles, and LSA vectors for the normaliser's semantic fall-back: a word x occupation matrix of the normaliser's
+    own keys (each O*NET / ESCO title of an occupation, weighted by how strongly it is listed) plus the
+    occupation's O*NET description (weight 0.3 a word), positive PMI, truncated SVD to ``dims``; word and
+    occupation vectors are unit rows stored as int8 with a per-row scale."""
+    import numpy as np
+
+    from jobpred.taxonomy.normalize import TitleNormalizer
+
+    norm = TitleNormalizer(semantic=False, cache_size=0, titles=read_table_packaged("titles"))
+    _write(pl.DataFrame([(k, c, w) for k, votes in norm._votes.items() for c, w in votes.items()],
+                        schema={"key": pl.String, "code": pl.String, "weight": pl.Float32}, orient="row"),
+           "title_index")
+    _write(pl.DataFrame([(c, h) for c, hs in norm._heads.items() for h in sorted(hs)],
+                        schema={"code": pl.String, "head": pl.String}, orient="row"), "title_heads")
+    codes = sorted(norm.taxonomy.occupations)
+    col = {c: j for j, c in enumerate(codes)}
+    counts: dict[tuple[str, int], float] = {}
+    for key, votes in norm._votes.items():
+        for code, w in votes.items():
+            for word in set(key.split()):
+                counts[(word, col[code])] = counts.get((word, col[code]), 0.0) + math.log1p(w)
+    for code, text in norm.taxonomy.descriptions.items():
+        for word in norm._key(text).split():
+            counts[(word, col[code])] = counts.get((word, col[code]), 0.0) + 0.3
+    per_word: dict[str, int] = {}
+    for word, _ in counts:
+        per_word[word] = per_word.get(word, 0) + 1
+    vocab = sorted(w for w, n in per_word.items() if n >= 2 and len(w) > 1)
+    row = {w: i for i, w in enumerate(vocab)}
+    m = np.zeros((len(vocab), len(codes)), dtype=np.float64)  # (V, O)
+    for (word, j), v in counts.items():
+        if word in row:
+            m[row[word], j] += v
+    total = m.sum()
+    pmi = np.log(np.maximum(m * total, 1e-12) / np.outer(m.sum(1), m.sum(0)).clip(1e-12))
+    ppmi = np.where(m > 0, np.maximum(pmi, 0.0), 0.0)
+    evals, evecs = np.linalg.eigh(ppmi.T @ ppmi)  # (O, O): cheaper than an SVD of (V, O)
+    top = np.argsort(-evals)[:dims]
+    sv = np.sqrt(np.maximum(evals[top], 1e-12))
+    occ_vecs = evecs[:, top] * sv  # (O, d)
+    word_vecs = ppmi @ evecs[:, top]  # (V, d) = U S
+    tables = {"semantic_words": (vocab, word_vecs), "semantic_occupations": (codes, occ_vecs)}
+    for name, (labels, vecs) in tables.items():
+        vecs = vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
+        scale = np.abs(vecs).max(axis=1) / 127.0
+        q = np.round(vecs / scale[:, None]).astype(np.int8)
+        pl.DataFrame({"word" if name == "semantic_words" else "code": labels,
+                      "vec": q.tolist(), "scale": scale.astype(np.float32)},
+                     schema_overrides={"vec": pl.List(pl.Int8)}).write_parquet(
+            OUT / f"{name}.parquet", compression="zstd", compression_level=19)
+    return {"semantic_words": len(vocab), "semantic_occupations": len(codes), "dims": dims}
+
+
+ASSETS = OUT.parents[2] / "tests" / "assets"
+TUNING = ("messy_titles.tsv", "tuning_titles.tsv")  # never untuned_titles.tsv: that list measures, only
+
+
+def read_titles(path: Path) -> list[tuple[str, set[str] | None]]:
+    """(raw title, acceptable codes or None for "must be no match") of an evaluation list, English rows."""
+    df = pl.read_csv(path, separator="\t", quote_char=None, infer_schema_length=0)
+    return [(raw, None if exp == "NONE" else set(exp.split("|")))
+            for raw, exp, note in df.iter_rows() if note != "non-english"]
+
+
+def _examples(norm, rows, weight: float) -> tuple[list, list, list, list]:
+    """Features of every candidate of every title, 1 where the candidate is acceptable, the title's index."""
+    x, y, w, group = [], [], [], []
+    for i, (raw, ok) in enumerate(rows):
+        for feats, code in norm._candidate_features(raw):
+            x.append(feats)
+            y.append(float(ok is not None and code in ok))
+            w.append(weight)
+            group.append(i)
+    return x, y, w, group
+
+
+def _never_seen(n: int, seed: int):
+    """O*NET titles taken out of the index, as queries whose right answers are the codes that list them."""
+    from jobpred.taxonomy import normalize
+
+    titles = read_table_packaged("titles")
+    alt = titles.filter(pl.col("source") == "alternate")
+    pick = alt.select("title").unique().sample(n, seed=seed)["title"].to_list()
+    gold: dict[str, set[str]] = {}
+    for code, title in titles.filter(pl.col("title").is_in(pick)).select("code", "title").iter_rows():
+        gold.setdefault(title, set()).add(code)
+    keep = titles.filter(~pl.col("title").is_in(pick))
+    return normalize.TitleNormalizer(cache_size=0, titles=keep), [(t, gold[t]) for t in pick]
+
+
+def _typos(n: int, seed: int) -> list[tuple[str, set[str]]]:
+    """O*NET alternate titles with one typo in one word of five letters or more (a letter dropped,
+    doubled or swapped with the next), as queries whose right answers are the codes that list the title."""
+    import random
+
+    rng = random.Random(seed)
+    titles = read_table_packaged("titles").filter(pl.col("source") == "alternate")
+    gold: dict[str, set[str]] = {}
+    for code, title in titles.select("code", "title").iter_rows():
+        gold.setdefault(title, set()).add(code)
+    out = []
+    for title in rng.sample(sorted(gold), n):
+        words = title.split()
+        long = [i for i, w in enumerate(words) if len(w) >= 5 and w.isalpha()]
+        if not long:
+            continue
+        i = rng.choice(long)
+        w, j = words[i], rng.randrange(1, len(words[i]) - 1)
+        words[i] = rng.choice([w[:j] + w[j + 1:], w[:j] + w[j] + w[j:], w[:j] + w[j + 1] + w[j] + w[j + 2:]])
+        out.append((" ".join(words), gold[title]))
+    return out
+
+
+def read_table_packaged(name: str) -> pl.DataFrame:
+    return pl.read_parquet(OUT / f"{name}.parquet")
+
+
+def _fit_logistic(x, y, w, l2: float = 0.05, steps: int = 50):
+    """Weighted L2-regularised logistic regression by Newton's method (a few features, ~10k rows)."""
+    import numpy as np
+
+    x, y, w = np.asarray(x), np.asarray(y), np.asarray(w)
+    beta = np.zeros(x.shape[1])
+    reg = np.full(x.shape[1], l2)
+    reg[0] = 0.0  # no penalty on the intercept
+    for _ in range(steps):
+        p = 1.0 / (1.0 + np.exp(-(x @ beta)))
+        grad = x.T @ (w * (p - y)) + reg * beta
+        hess = (x * (w * p * (1 - p))[:, None]).T @ x + np.diag(reg + 1e-9)
+        step = np.linalg.solve(hess, grad)
+        beta -= step
+        if np.abs(step).max() < 1e-8:
+            break
+    return beta
+
+
+def evaluate(norm, rows) -> dict[str, float]:
+    """Top-1 accuracy (a "must be no match" row is right when refused), wrong-answer and refusal rates."""
+    right = wrong = refused = 0
+    for raw, ok in rows:
+        code = norm(raw).code
+        refused += code is None
+        good = code is None if ok is None else code in ok
+        right += good
+        wrong += code is not None and not good
+    n = len(rows)
+    return {"n": n, "top1": round(right / n, 4), "wrong": round(wrong / n, 4), "refused": round(refused / n, 4)}
+
+
+def calibrate(never_seen: int = 1500, seed: int = 0) -> dict:
+    """Fit the normaliser's two models and choose its threshold, on the tuning lists only.
+
+    1. Ranking: a logistic regression over the candidate features of
+       :meth:`jobpred.taxonomy.normalize.TitleNormalizer._candidate_features`, fitted on every candidate
+       of the tuning lists' titles (1 = an acceptable code) and of ``never_seen`` O*NET alternate titles
+       taken out of the index and ``never_seen / 2`` alternate titles with a typo (weight 0.3 each: they
+       teach the fuzzy and semantic paths).
+    2. Confidence: a logistic regression, one row per title, of whether the first-ranked candidate is
+       acceptable (a title that must be "no match" is 0), on the same titles (the O*NET ones weight 0.25).
+    3. Threshold: the lowest at which a confident wrong code is rarer than a "no match" on the tuning
+       lists (issue 18), so every answer that can be given at that error rate is given; the fraction of
+       wrong answers at the threshold is recorded next to it.
+    Writes ``data/normalizer.json`` and ``data/title_ranked.parquet`` (every key's ranked candidates: the
+    lookup path reads them instead of scoring); the untuned list is never read.
+    """
+    import numpy as np
+
+    from jobpred.taxonomy.normalize import CONF_FEATURES, FEATURES, TitleNormalizer
+
+    rows = [r for name in TUNING for r in read_titles(ASSETS / name)]
+    norm = TitleNormalizer(cache_size=0)
+    norm._ranked = None  # scored by the models being fitted, not by the stored rankings of the last fit
+    held_norm, held = _never_seen(never_seen, seed)
+    typos = _typos(never_seen // 2, seed)
+    x, y, w, _ = _examples(norm, rows, 1.0)
+    hx, hy, hw, _ = _examples(held_norm, held, 0.3)
+    tx, ty, tw, _ = _examples(norm, typos, 0.3)
+    rank_coef = _fit_logistic(x + hx + tx, y + hy + ty, w + hw + tw)
+    gx, gy, gw = [], [], []
+    for n, items, weight in ((norm, rows, 1.0), (held_norm, held, 0.25), (norm, typos, 0.25)):
+        n._rank_coef = rank_coef
+        for raw, ok in items:
+            ex = n._title_example(raw)
+            if ex is not None:
+                gx.append(ex[0])
+                gy.append(float(ok is not None and ex[1] in ok))
+                gw.append(weight)
+    conf_coef = _fit_logistic(gx, gy, gw)
+    norm._conf_coef, norm.min_score = conf_coef, 0.0
+    best = [(norm(raw), ok) for raw, ok in rows]
+    threshold = 0.99
+    for t in np.round(np.arange(0.05, 1.0, 0.01), 2):
+        wrong = sum(m.score >= t and not (ok and m.code in ok) for m, ok in best)
+        if wrong < sum(m.score < t for m, _ in best):
+            threshold = float(t)
+            break
+    result = {
+        "threshold": threshold,
+        "rank_coef": [round(float(c), 6) for c in rank_coef],
+        "conf_coef": [round(float(c), 6) for c in conf_coef],
+        "rank_features": list(FEATURES),
+        "conf_features": list(CONF_FEATURES),
+        "fitted_on": [f"tests/assets/{n}" for n in TUNING] + [f"{never_seen} held-out O*NET alternate titles",
+                                                               f"{len(typos)} O*NET alternate titles with a typo"],
+        "rule": "lowest threshold at which wrong answers < no-match answers on the tuning lists",
+    }
+    (OUT / "normalizer.json").write_text(json.dumps(result, indent=2) + "\n")
+    norm = TitleNormalizer(cache_size=0, top_k=10, titles=read_table_packaged("titles"))
+    ranked = [(k, [c.code for c in cands], [c.score for c in cands])
+              for k in norm._votes for cands in [norm.ranked_key(k)]]
+    _write(pl.DataFrame(ranked, schema={"key": pl.String, "codes": pl.List(pl.String),
+                                        "scores": pl.List(pl.Float32)}, orient="row"), "title_ranked")
+    norm = TitleNormalizer(cache_size=0)
+    result["tuning"] = {name: evaluate(norm, read_titles(ASSETS / name)) for name in TUNING}
+    held_norm._conf_coef, held_norm.min_score, held_norm._cache = conf_coef, threshold, {}
+    result["never_seen"] = evaluate(held_norm, held)
+    result["typos"] = evaluate(norm, typos)
+    return result
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--source", type=Path, required=True, help="folder holding onet_29_3/ etc.")
-    print(build(parser.parse_args().source))
+    parser.add_argument("--source", type=Path, help="folder holding onet_29_3/ etc. (rebuilds the tables)")
+    parser.add_argument("--calibrate", action="store_true", help="refit the normaliser's confidence model")
+    args = parser.parse_args()
+    if args.source:
+        print(build(args.source))
+        print(normaliser_tables())
+    if args.calibrate or args.source:
+        print(json.dumps(calibrate(), indent=2))

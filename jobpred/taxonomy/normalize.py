@@ -1,36 +1,47 @@
-"""Raw job titles, as people write them, -> O*NET-SOC 2019 occupations.
+"""Raw job titles, as people write them, -> O*NET-SOC 2019 occupations, with a calibrated confidence.
 
     from jobpred.taxonomy import TitleNormalizer
     norm = TitleNormalizer()
-    norm("Sr. Software Engineer")      # Match(code='15-1252.00', title='Software Developers', score=1.0, ...)
+    norm("Sr. Software Engineer")      # Match(code='15-1252.00', title='Software Developers', score=0.99, ...)
     norm("asdf qwerty").code            # None: below the threshold we say "no match" instead of guessing
+    norm("Uber Driver").candidates      # the top candidates with their scores, whether accepted or not
 
-How a title is matched, cheapest first (the first that hits wins):
-1. **exact**: the title is canonicalised (Unicode NFKC, case-folded, punctuation to spaces, abbreviations
-   expanded -- "Sr." -> "senior", "Mgr" -> "manager", "RN" -> "registered nurse" --, plurals folded) and
-   looked up among the official, alternate and short titles of O*NET 29.3, canonicalised the same way.
-2. **stripped**: the same after removing seniority and level words ("senior", "II", "level 3", "lead") and
-   context after a separator ("Registered Nurse - ICU", "Cashier at Walmart", "Driver (CDL-A)").
-3. **fuzzy**: rapidfuzz token-set/token-sort similarity against keys sharing a word with the query; a
-   word O*NET never uses is replaced by its closest vocabulary words first (catches "Acountant").
-A key can belong to several occupations ("truck driver" is an alternate title of five): candidates are
-ordered by match score, then by the source of the O*NET title (official titles outvote alternates), then
-by how much the occupation's own O*NET titles use the query's words (idf-weighted): "forklift operator"
-goes to the occupation with many forklift titles.
+The index holds every O*NET 29.3 title of every occupation (official, alternate, short, reported) and
+ESCO 1.2.0's English labels through the official crosswalk, canonicalised: Unicode NFKC, case-folded,
+punctuation to spaces, possessives dropped, abbreviations expanded ("Sr." -> "senior", "RN" ->
+"registered nurse"), plurals folded, compound words split where O*NET writes them apart ("frontend" ->
+"front end"). A title "X (Y)" is also indexed as X, and as Y where Y spells X out or abbreviates it.
 
-``score`` is the string-match quality in [0, 1]: 1.0 for an exact key, 0.97 for a stripped key, the
-rapidfuzz similarity / 100 for fuzzy matches. Below ``min_score`` the result has ``code = None``.
+A query is tried as a list of *variants*, best first (the first that is a key wins): the whole title; the
+title without its parenthetical context ("(React)", "(Night Shift)"); the part before a context separator
+("- ICU", "at Walmart", "to the CEO", ", Remote"); each side of a combined title ("Server/Bartender");
+"head of X" as "X manager"; each without seniority and level words ("Senior", "Associate", "II"), which
+are stripped only when what remains is an O*NET title; then with the abbreviations O*NET itself spells
+out ("SRE" -> "site reliability engineer") and company names of the gig economy ("Uber") replaced.
+No key: rapidfuzz similarity against keys sharing a rare word (typo-tolerant), then a semantic fall-back
+(LSA word vectors built from O*NET's titles and descriptions, ``data/semantic_*.parquet``).
+
+Every candidate occupation gets features (how it matched, string similarity, how much of the key's
+weight it holds, how strongly O*NET lists the title, whether the title's head noun -- "driver",
+"assistant" -- is one of the occupation's own head nouns, ...) and ``score`` is a logistic model of the
+probability that it is right, fitted by ``tools/build_taxonomy.py --calibrate`` on the tuning lists
+(``data/normalizer.json``). Candidates are ranked by it; below ``min_score`` the answer is "no match".
 """
 
 from __future__ import annotations
 
+import itertools
+import json
 import math
 import re
 import unicodedata
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 
-from jobpred.taxonomy.onet import Taxonomy, read_table
+import numpy as np
+import polars as pl
+
+from jobpred.taxonomy.onet import DATA_DIR, Taxonomy, read_table
 
 # Abbreviations expanded token by token (after case folding and punctuation removal).
 ABBREVIATIONS: dict[str, str] = {
@@ -60,13 +71,41 @@ ABBREVIATIONS: dict[str, str] = {
     "ap": "accounts payable", "ar": "accounts receivable", "tsa": "transportation security", "sls": "sales", "ofc": "office", "recpt": "receptionist",
 }
 
-# Words that qualify a title without changing the occupation; dropped in the "stripped" pass.
+# Words that qualify a title without changing the occupation; stripped only where what remains is a key.
 QUALIFIERS = frozenset(
-    ["senior", "junior", "lead", "principal", "staff", "trainee", "intern", "internship", "entry", "level", "mid", "i", "ii", "iii", "iv", "v", "vi", "1", "2", "3", "4", "5", "6", "temp", "temporary", "contract", "contractor", "freelance", "part", "full", "time", "remote", "experienced", "experience", "night", "day", "shift", "weekend", "1st", "2nd", "3rd", "master"]
+    ["senior", "junior", "lead", "principal", "staff", "trainee", "intern", "internship", "entry", "level", "mid", "i", "ii", "iii", "iv", "v", "vi", "1", "2", "3", "4", "5", "6", "temp", "temporary", "contract", "contractor", "freelance", "part", "full", "time", "remote", "experienced", "experience", "night", "day", "shift", "weekend", "1st", "2nd", "3rd", "master",
+     "associate", "tier", "certified", "licensed", "registered", "qualified", "skilled", "acting", "interim",
+     "regional", "global", "seasonal", "per", "diem", "prn", "apprentice", "journeyman", "graduate"]
 )
-_SEPARATORS = re.compile(r"\s(?:-|–|—|\||@|at|for|with)\s|[(\[{,;/]")
+# Platform names of the gig economy -> the O*NET wording of the work ("Uber Driver" -> "rideshare driver").
+BRANDS: dict[str, str] = {
+    "uber": "rideshare", "lyft": "rideshare", "ola": "rideshare", "bolt": "rideshare",
+    "doordash": "delivery", "grubhub": "delivery", "ubereats": "delivery", "postmates": "delivery",
+    "deliveroo": "delivery", "instacart": "personal shopper", "shipt": "personal shopper",
+    "taskrabbit": "handyman",
+}
+_SEPARATORS = re.compile(r"\s(?:-|–|—|\||@|at|for|with|to)\s|\s-|-\s|[,;:]")
+_PARENS = re.compile(r"\(([^()]*)\)?|\[([^\[\]]*)\]?|\{([^{}]*)\}?")
 _NON_WORD = re.compile(r"[^\w&]+")
+_POSSESSIVE = re.compile(r"['’]s\b")
+_HEAD_CUT = re.compile(r"\s(?:of|for|to|in|at|with|on|from)\s|--|,")
+_CONJUNCTION = re.compile(r"\s(?:and|or)\s|&|/")
+_LEAD_OF = re.compile(r"^\s*(?:head|director|vp|vice president|chief)\s+of\s+(.+)$")
 _STOPWORDS = frozenset({"of", "the", "a", "an", "in", "for", "to", "on"})
+_SOURCE_WEIGHT = {"official": 8.0, "reported": 4.0, "short": 3.0, "alternate": 1.0, "esco": 0.6}
+FEATURES = ("intercept", "stripped", "fuzzy", "semantic", "fuzzy_similarity", "semantic_similarity",
+            "similarity_gap", "share", "log_weight", "head_agrees", "rewritten", "query_words", "coverage",
+            "affinity", "data_level", "base_code", "log_candidates", "prior", "fuzzy_head_similarity",
+            "semantic_head_similarity", "bare_head")
+_CONF_FROM_RANK = [FEATURES.index(n) for n in ("stripped", "fuzzy", "semantic", "fuzzy_similarity",
+                                                "semantic_similarity", "share", "head_agrees",
+                                                "log_weight", "rewritten", "data_level", "bare_head")]
+CONF_FEATURES = ("intercept", "rank_p1", "rank_margin") + tuple(FEATURES[i] for i in _CONF_FROM_RANK)
+# The models before tools/build_taxonomy.py --calibrate has fitted them (feature orders: FEATURES, CONF_FEATURES).
+_UNCALIBRATED = {"threshold": 0.5,
+                 "rank_coef": [-2.0, -0.5, -1.0, -2.0, 2.0, 1.0, -5.0, 3.0, 0.5, 1.5, -0.5, 0.5, 1.0, 1.0, 0.5, 0.3, -0.3,
+                               0.5, 1.0, 1.0, 0.0],
+                 "conf_coef": [-3.0, 4.0, 2.0] + [0.0] * 11}
 
 
 def _singular(word: str) -> str:
@@ -79,29 +118,56 @@ def _singular(word: str) -> str:
     return word
 
 
-def canonical(text: str) -> str:
-    """Case-folded, punctuation-free, abbreviation-expanded, singular form of a title."""
-    text = unicodedata.normalize("NFKC", text).casefold().replace("&", " and ")
+def _canonical_words(text: str) -> list[str]:
+    text = _POSSESSIVE.sub("", unicodedata.normalize("NFKC", text).casefold()).replace("&", " and ")
     words: list[str] = []
     for token in _NON_WORD.sub(" ", text).split():
-        expanded = ABBREVIATIONS.get(token, token)
-        words.extend(_singular(w) for w in expanded.split() if w not in _STOPWORDS)
-    return " ".join(words)
+        expanded = ABBREVIATIONS.get(token)
+        if expanded is None:
+            if token not in _STOPWORDS:
+                words.append(_singular(token))
+        else:
+            words.extend(_singular(w) for w in expanded.split() if w not in _STOPWORDS)
+    return words
 
 
-def _overlap(a: str, b: str, **kwargs) -> float:
+def canonical(text: str) -> str:
+    """Case-folded, punctuation-free, abbreviation-expanded, singular form of a title."""
+    return " ".join(_canonical_words(text))
+
+
+def _overlap(a: str, b: str) -> float:
     from rapidfuzz import fuzz
 
-    return 0.5 * (fuzz.token_set_ratio(a, b, **kwargs) + fuzz.token_sort_ratio(a, b, **kwargs))
+    return 0.5 * (fuzz.token_set_ratio(a, b) + fuzz.token_sort_ratio(a, b))
 
 
 def _strip_qualifiers(key: str) -> str:
     return " ".join(w for w in key.split() if w not in QUALIFIERS)
 
 
+def _context_free(raw: str) -> tuple[str, list[str]]:
+    """(the title without its bracketed parts, the bracketed parts): "Driver (CDL-A)" -> ("Driver ", ["CDL-A"])."""
+    inner = [next(g for g in m.groups() if g is not None) for m in _PARENS.finditer(raw)]
+    return _PARENS.sub(" ", raw), [s for s in inner if s.strip()]
+
+
 def _head(raw: str) -> str:
-    """The part of a raw title before context such as ' - ICU', ' at Walmart', '(CDL-A)', ', Remote'."""
+    """The part of a raw title before context such as ' - ICU', ' at Walmart', ' to the CEO', ', Remote'."""
     return _SEPARATORS.split(raw, maxsplit=1)[0]
+
+
+def head_nouns(raw: str) -> list[str]:
+    """The head noun of each conjunct of a title, canonical: "Executive Assistant to CEO" -> ["assistant"],
+    "Buyers and Purchasing Agents, Farm Products" -> ["buyer", "agent"], "Helpers--Electricians" -> ["helper"]."""
+    text = _POSSESSIVE.sub("", _context_free(unicodedata.normalize("NFKC", raw).casefold())[0])
+    text = _HEAD_CUT.split(f" {text} ", maxsplit=1)[0]
+    heads = []
+    for part in _CONJUNCTION.split(text):
+        words = [w for w in canonical(part).split() if w not in QUALIFIERS]
+        if words:
+            heads.append(words[-1])
+    return heads
 
 
 @dataclass
@@ -113,57 +179,93 @@ class Candidate:
 
 @dataclass
 class Match:
-    """One normalised title; ``code`` is None when nothing scored at least ``min_score``."""
+    """One normalised title; ``code`` is None when no candidate scored at least ``min_score``."""
 
     input: str
     code: str | None
     title: str | None
-    score: float
-    method: str  # exact | stripped | fuzzy | none
-    matched: str | None = None  # the canonical O*NET key that matched
+    score: float  # calibrated probability that ``code`` (or, for no match, the best candidate) is right
+    method: str  # exact | stripped | fuzzy | semantic | none
+    matched: str | None = None  # the canonical O*NET key (or query variant) that matched
     candidates: list[Candidate] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-_SOURCE_WEIGHT = {"official": 3, "alternate": 1, "short": 1, "reported": 1}
+@dataclass
+class _Cand:
+    """A candidate before scoring: the raw facts the confidence model reads."""
+
+    code: str
+    method: str
+    sim: float  # string similarity (exact keys 1), or the cosine of the semantic fall-back
+    share: float  # this code's share of the key's weight (fuzzy: of the candidates' similarity mass)
+    weight: float  # how strongly O*NET lists the matched title for this code
+    variant: int  # 0 whole title, 1 context set aside, 2 qualifiers stripped, 3 rewritten / expanded
+    key: str | None = None
 
 
 class TitleNormalizer:
-    """Maps raw titles to O*NET-SOC 2019 codes; build once per process (about 1 s), then call it.
+    """Maps raw titles to O*NET-SOC 2019 codes; build once per process (a second or two), then call it.
 
     Args:
-        min_score: below this match score (0-1) the answer is "no match" (``code=None``).
+        min_score: below this calibrated confidence (0-1) the answer is "no match" (``code=None``);
+            None: the threshold chosen on the tuning lists (``data/normalizer.json``).
         top_k: how many candidates each :class:`Match` lists.
         cache_size: distinct raw titles remembered (career data repeats titles a lot).
+        semantic: use the semantic fall-back for titles with no lexical match.
+        titles: a titles table (columns code, title, source, n_sources, next_move, share) to index instead
+            of the packaged one, e.g. the packaged one plus a company's own titles, or minus a held-out set.
     """
 
-    def __init__(self, min_score: float = 0.86, top_k: int = 5, cache_size: int = 500_000) -> None:
+    def __init__(self, min_score: float | None = None, top_k: int = 5, cache_size: int = 500_000,
+                 semantic: bool = True, titles: pl.DataFrame | None = None) -> None:
         from rapidfuzz import fuzz, process
 
         self._fuzz, self._process = fuzz, process
-        self.min_score, self.top_k, self.cache_size = min_score, top_k, cache_size
+        path = DATA_DIR / "normalizer.json"
+        self.calibration = json.loads(path.read_text()) if path.exists() else _UNCALIBRATED
+        self.min_score = self.calibration["threshold"] if min_score is None else min_score
+        self.top_k, self.cache_size = top_k, cache_size
         self.taxonomy = Taxonomy.load()
-        titles = read_table("titles")
-        votes: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-        for code, title, source in titles.select("code", "title", "source").iter_rows():
-            key = canonical(title)
-            if key:
-                # one vote per (key, code), the strongest source: "Teacher" and "Teachers" are one key
-                votes[key][code] = max(votes[key][code], _SOURCE_WEIGHT[source])
-        self._votes = {k: dict(v) for k, v in votes.items()}
-        # Stripped index: keys with qualifiers removed, only where that does not create a new ambiguity.
-        self._stripped: dict[str, dict[str, int]] = {}
-        for key, codes in self._votes.items():
-            s = _strip_qualifiers(key)
-            if s and s != key and s not in self._votes:
-                bucket = self._stripped.setdefault(s, {})
-                for code, n in codes.items():
-                    bucket[code] = bucket.get(code, 0) + n
+        self._abbrev = dict(read_table("abbreviations").select("short", "expansion").iter_rows())
+        self._build_index(titles)
+        self._ranked = None
+        if titles is None and (DATA_DIR / "title_ranked.parquet").exists():
+            ranked = read_table("title_ranked")
+            scores = [[round(x, 4) for x in row] for row in ranked["scores"].to_list()]  # float32 -> 4 digits
+            self._ranked = dict(zip(ranked["key"].to_list(), zip(ranked["codes"].to_list(), scores)))
+        self._semantic = _Semantic(self) if semantic else None
+        self._rank_coef = np.asarray(self.calibration["rank_coef"], dtype=np.float64)
+        self._conf_coef = np.asarray(self.calibration["conf_coef"], dtype=np.float64)
+        self._cache: dict[str, Match] = {}
+        self._key_cache: dict[tuple[str, int], Match] = {}
+
+    # -- index ----------------------------------------------------------------------------------------
+    def _build_index(self, titles: pl.DataFrame | None) -> None:
+        """The key -> {code: weight} index and each code's head nouns: the packaged ones (written by
+        tools/build_taxonomy.py with :meth:`index_titles`), or those of ``titles``."""
+        if titles is None:
+            votes: dict[str, dict[str, float]] = defaultdict(dict)
+            for key, code, w in read_table("title_index").iter_rows():
+                votes[key][code] = w
+            heads: dict[str, set[str]] = defaultdict(set)
+            for code, head in read_table("title_heads").iter_rows():
+                heads[code].add(head)
+            self._set_vocabulary(list(votes))
+        else:
+            votes, heads = self.index_titles(titles)
+        self._votes = dict(votes)
+        self._heads = dict(heads)
+        # A title that is nothing but a head noun many occupations share ("Owner", "Mechanic") is vague.
+        spread: dict[str, int] = defaultdict(int)
+        for hs in self._heads.values():
+            for h in hs:
+                spread[h] += 1
+        self._head_spread = {h: math.log1p(n) / 5.0 for h, n in spread.items()}
         self._keys = list(self._votes)
-        # For ambiguous keys: how strongly each occupation's own titles use each word (idf-weighted).
-        self._word_weight: dict[str, dict[str, float]] = defaultdict(dict)
+        # How strongly each occupation's own titles use each word (idf-weighted), for ambiguous keys.
         doc_freq: dict[str, int] = defaultdict(int)
         per_code: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         for key, codes in self._votes.items():
@@ -171,16 +273,93 @@ class TitleNormalizer:
                 doc_freq[w] += 1
                 for code in codes:
                     per_code[code][w] += 1
-        for code, words in per_code.items():
-            for w, n in words.items():
-                self._word_weight[code][w] = math.log1p(n) * math.log(len(self._votes) / doc_freq[w])
+        n = len(self._votes)
+        self._idf = {w: math.log(n / f) for w, f in doc_freq.items()}
+        self._word_weight = {code: {w: math.log1p(k) * self._idf[w] for w, k in ws.items()}
+                             for code, ws in per_code.items()}
         self._by_word: dict[str, list[int]] = defaultdict(list)
         for i, key in enumerate(self._keys):
             for w in set(key.split()):
                 if len(w) > 2:
                     self._by_word[w].append(i)
         self._vocab = list(self._by_word)
-        self._cache: dict[str, Match] = {}
+        self._vocab_by_len: dict[int, list[str]] = defaultdict(list)
+        for w in self._vocab:
+            self._vocab_by_len[len(w)].append(w)
+        self._close_cache: dict[str, list[tuple[str, float]]] = {}
+        self._vocab_window: dict[int, list[str]] = {}
+        # How often other occupations lead to this one (O*NET Related Occupations + Career Changers Matrix):
+        # a proxy for how common an occupation is, for titles O*NET lists under many ("Mechanic").
+        into: dict[str, int] = defaultdict(int)
+        for src in self.taxonomy.occupations:
+            for dst, _ in self.taxonomy.related(src) + self.taxonomy.career_changers(src):
+                into[dst] += 1
+        self._prior = {c: math.log1p(n) / 5.0 for c, n in into.items()}
+
+    def _set_vocabulary(self, keys: list[str]) -> None:
+        """Words and adjacent word pairs of the keys: what compound words are split by (:meth:`_split`)."""
+        split = [k.split() for k in keys]
+        self._vocab_set = {w for ws in split for w in ws}
+        self._bigrams = {pair for ws in split for pair in itertools.pairwise(ws)}
+        self._compound = {}
+
+    def index_titles(self, titles: pl.DataFrame) -> tuple[dict[str, dict[str, float]], dict[str, set[str]]]:
+        """Index a titles table (columns code, title, source, n_sources, next_move, share): each title's
+        keys (itself, and its parts for "X (Y)") with the weight of the title for its code, the strongest
+        listing winning; each code's head nouns."""
+        rows = titles.select("code", "title", "source", "n_sources", "next_move", "share").rows()
+        self._set_vocabulary(list({canonical(t) for _, t, *_ in rows}))
+        votes: dict[str, dict[str, float]] = defaultdict(dict)
+        heads: dict[str, set[str]] = defaultdict(set)
+        data_level = {c for c, o in self.taxonomy.occupations.items() if o.data_level}
+        seen: dict[str, tuple[list[str], list[tuple[str, float]]]] = {}
+        for code, title, source, n_sources, next_move, share in rows:
+            w = _SOURCE_WEIGHT[source] * share + 0.5 * (n_sources - 1) + (1.0 if next_move else 0.0)
+            w *= 1.0 if code in data_level else 0.5  # "All Other" and military codes: the last resort
+            if title not in seen:
+                seen[title] = ([self._split(h) for h in head_nouns(title)],
+                               [(self._key(t), f) for t, f in self._title_variants(title)])
+            title_heads, keys = seen[title]
+            heads[code].update(title_heads)
+            for key, factor in keys:
+                if key and votes[key].get(code, 0.0) < w * factor:
+                    votes[key][code] = w * factor
+        return votes, heads
+
+    def _title_variants(self, raw: str) -> list[tuple[str, float]]:
+        """An O*NET title and what it also names: "CEO (Chief Executive Officer)" -> CEO, Chief Executive
+        Officer; "Naval Aircrewman (Special Assignment)" -> only the part outside the brackets."""
+        outside, inner = _context_free(raw)
+        if not inner:
+            return [(raw, 1.0)]
+        out = [(raw, 1.0), (outside, 0.9)]
+        a, b = canonical(outside).split(), canonical(inner[0]).split()
+        initials = "".join(w[0] for w in a)
+        abbreviation = len(b) == 1 and (b[0] == initials or b[0] in self._abbrev)  # "Registered Nurse (RN)"
+        spelled_out = len(b) >= 2 and (len(a) == 1 or set(a) & set(b))  # "CT Scanner Operator (Computed ...)"
+        if len(inner) == 1 and (abbreviation or spelled_out):
+            out.append((inner[0], 0.9))
+        return out
+
+    def _split(self, word: str) -> str:
+        """A compound word in the form O*NET writes it apart: "frontend" -> "front end" (else unchanged)."""
+        hit = self._compound.get(word)
+        if hit is None:
+            hit = word
+            if (len(word) >= 6 and word not in self._vocab_set) or len(word) >= 8:
+                for i in range(3, len(word) - 2):
+                    a, b = word[:i], _singular(word[i:])
+                    if (a, b) in self._bigrams:
+                        hit = f"{a} {b}"
+                        break
+            if len(self._compound) < 200_000:
+                self._compound[word] = hit
+        return hit
+
+    def _key(self, text: str) -> str:
+        """The index key of a text: its canonical form with compound words split."""
+        compound = self._compound
+        return " ".join([compound.get(w) or self._split(w) for w in _canonical_words(text)])
 
     # -- public -------------------------------------------------------------------------------------
     def __call__(self, raw: str | None) -> Match:
@@ -196,43 +375,139 @@ class TitleNormalizer:
     def many(self, raws: list[str | None]) -> list[Match]:
         return [self(r) for r in raws]
 
-    # -- internals ----------------------------------------------------------------------------------
-    def _ranked(self, query: str, votes: dict[str, int], score: float) -> list[Candidate]:
-        total = sum(votes.values())
-
-        def order(code: str) -> tuple[float, float]:
-            return (votes[code] / total, self._affinity(query, code))
-
-        codes = sorted(votes, key=order, reverse=True)[: self.top_k]
-        return [Candidate(c, self.taxonomy.title(c), score) for c in codes]
-
-    def _affinity(self, query: str, code: str) -> float:
-        """How much the occupation's own O*NET titles use the query's words (ties between codes)."""
-        weights = self._word_weight.get(code, {})
-        return sum(weights.get(w, 0.0) for w in set(query.split()))
-
-    def _result(self, raw: str, method: str, key: str | None, cands: list[Candidate]) -> Match:
-        if not cands or cands[0].score < self.min_score:
-            return Match(raw, None, None, cands[0].score if cands else 0.0, "none", key, cands)
-        best = cands[0]
-        return Match(raw, best.code, best.title, best.score, method, key, cands)
-
+    # -- matching -------------------------------------------------------------------------------------
     def _match(self, raw: str) -> Match:
-        key = canonical(raw[:300])  # titles are short; a 200,000-character one is not worth matching in full
-        if not key:
-            return Match(raw, None, None, 0.0, "none")
-        if key in self._votes:
-            return self._result(raw, "exact", key, self._ranked(key, self._votes[key], 1.0))
-        head = canonical(_head(raw[:300])) or key
-        for variant in dict.fromkeys([_strip_qualifiers(key), head, _strip_qualifiers(head)]):
-            if not variant:
-                continue
-            votes = self._votes.get(variant) or self._stripped.get(variant)
-            if votes:
-                return self._result(raw, "stripped", variant, self._ranked(variant, votes, 0.97))
-        return self._fuzzy(raw, _strip_qualifiers(key) or key)
+        raw = raw[:300]  # titles are short; a 200,000-character one is not worth matching in full
+        whole = self._key(raw)
+        if whole in self._votes:  # the lookup path: one canonicalisation, one dict hit, a cached ranking
+            return self._keyed(raw, whole, 0)
+        method, key, cands, query, heads = self._gather(raw, whole)
+        if method in ("exact", "stripped"):
+            return self._keyed(raw, key, cands)
+        return self._result(raw, method, key, self._scored(cands, query, heads))
 
-    def _fuzzy(self, raw: str, query: str) -> Match:
+    def _gather(self, raw: str, whole: str | None = None) -> tuple[str, str | None, list[_Cand] | int, str, set[str]]:
+        """(method, key, candidates, query, head nouns) of one raw title, before scoring; for a key hit
+        the candidates are the variant rank of the key (see :meth:`_keyed`)."""
+        whole = self._key(raw) if whole is None else whole
+        if not whole:
+            return "none", None, [], "", set()
+        core = whole
+        for key, variant in self._variants(raw, whole):
+            if key in self._votes:
+                return ("exact" if variant == 0 else "stripped"), key, variant, whole, set()
+            if variant == -1:
+                core = key
+        heads = self._query_heads(raw)
+        cands = self._fuzzy(core)
+        # The semantic fall-back only where no fuzzy match both reads alike and agrees on the head noun.
+        if self._semantic is not None and not any(
+                c.sim >= 0.75 and heads & self._heads.get(c.code, set()) for c in cands):
+            cands = self._semantic.candidates(core, heads) + cands
+        method = "fuzzy" if cands and cands[0].method == "fuzzy" else "semantic"
+        return method, core, cands, core, heads
+
+    def _variants(self, raw: str, whole: str):
+        """Query keys to try, best first, each with its variant rank (see :class:`_Cand`); rank -1 marks
+        the core of the title (context set aside, qualifiers stripped) that fuzzy and semantic matching use."""
+        seen = {whole}
+        yield whole, 0
+        outside, inner = _context_free(raw)
+        head = _head(outside)
+        texts: list[tuple[str, int]] = [(outside, 1), (head, 1)]
+        lead = _LEAD_OF.match(canonical_keep_of(head))
+        if lead:
+            texts += [(f"{lead.group(1)} manager", 3), (f"{lead.group(1)} director", 3)]
+        parts = [p for p in re.split(r"\s*/\s*", head) if p.strip()]
+        if len(parts) > 1:
+            last = parts[-1].split()
+            first = parts[0].split()
+            if len(last) > 1 and all(len(p.split()) == 1 for p in parts[:-1]):  # "UX/UI Designer"
+                texts += [(f"{p} {' '.join(last[1:])}", 1) for p in parts[:-1]] + [(parts[-1], 1)]
+            elif len(first) > 1 and all(len(p.split()) == 1 for p in parts[1:]):  # "Farm Owner/Operator"
+                texts += [(parts[0], 1)] + [(f"{' '.join(first[:-1])} {p}", 1) for p in parts[1:]]
+            else:
+                texts += [(p, 1) for p in parts]
+        texts += [(s, 3) for s in inner]
+        keys = [(whole, 0)]
+        for text, rank in texts:
+            key = self._key(text)
+            if key and key not in seen:
+                seen.add(key)
+                keys.append((key, rank))
+                yield key, rank
+        for key, rank in list(keys):
+            stripped = _strip_qualifiers(key)
+            if stripped and stripped not in seen:
+                seen.add(stripped)
+                keys.append((stripped, max(rank, 2)))
+                yield stripped, max(rank, 2)
+        head_key = self._key(head) or whole
+        core = _strip_qualifiers(head_key) or head_key
+        for key, rank in list(keys):
+            if rank > 2:
+                continue
+            words = key.split()
+            swapped = [BRANDS.get(w) or self._abbrev.get(w, w) for w in words]
+            if swapped != words:
+                new = self._key(" ".join(swapped))
+                for k in (new, _strip_qualifiers(new)):
+                    if k and k not in seen:
+                        seen.add(k)
+                        yield k, 3
+                if key == core:
+                    core = _strip_qualifiers(new) or new
+        yield core, -1
+
+    def _query_heads(self, raw: str) -> set[str]:
+        outside = _context_free(raw)[0]
+        heads = {self._split(h) for h in head_nouns(_head(outside) or outside)}
+        for h in list(heads):
+            if h not in self._by_word and len(h) > 3:  # a typo: its closest vocabulary word stands in
+                heads.update(w for w, score in self._closest(h)[:1] if score >= 85)
+        return heads
+
+    def _closest(self, word: str) -> list[tuple[str, float]]:
+        """The vocabulary words closest to a word O*NET never uses (edit-distance ratio >= 80, at most 3),
+        searched among words of about its length; remembered."""
+        hit = self._close_cache.get(word)
+        if hit is None:
+            n = len(word)
+            choices = self._vocab_window.get(n)
+            if choices is None:
+                choices = [w for k in range(n - 2, n + 3) for w in self._vocab_by_len.get(k, ())]
+                self._vocab_window[n] = choices
+            hit = [(w, s) for w, s, _ in self._process.extract(word, choices, scorer=self._fuzz.ratio,
+                                                                limit=3, score_cutoff=80)]
+            if len(self._close_cache) < 100_000:
+                self._close_cache[word] = hit
+        return hit
+
+    def _keyed(self, raw: str, key: str, variant: int) -> Match:
+        """The match of a key hit. Its ranking depends only on (key, variant): whole-title hits of the
+        packaged index are read from ``data/title_ranked.parquet`` (written with :meth:`ranked_key`),
+        the others computed once and remembered."""
+        hit = self._key_cache.get((key, variant))
+        if hit is None:
+            stored = self._ranked.get(key) if variant == 0 and self._ranked is not None else None
+            if stored is not None:
+                out = [Candidate(c, self.taxonomy.title(c), s) for c, s in zip(*stored)][: self.top_k]
+            else:
+                out = self.ranked_key(key, variant)
+            hit = self._decide(key, "exact" if variant == 0 else "stripped", key, out)
+            if len(self._key_cache) < 1_000_000:
+                self._key_cache[(key, variant)] = hit
+        return Match(raw, hit.code, hit.title, hit.score, hit.method, hit.matched, hit.candidates)
+
+    def ranked_key(self, key: str, variant: int = 0) -> list[Candidate]:
+        """The ranked candidates of an index key, scored, whatever ``min_score``."""
+        votes = self._votes[key]
+        total = sum(votes.values())
+        cands = [_Cand(c, "exact", 1.0, w / total, w, variant, key) for c, w in votes.items()]
+        heads = {self._split(h) for h in head_nouns(key)}
+        return self._candidates(self._scored(cands, key, heads))
+
+    def _fuzzy(self, query: str) -> list[_Cand]:
         fuzz, process = self._fuzz, self._process
         # Candidate keys: those sharing a word with the query. A word O*NET never uses is probably a typo:
         # its closest vocabulary words (edit-distance ratio >= 80) stand in for it ("acountant").
@@ -243,9 +518,9 @@ class TitleNormalizer:
             if w in self._by_word:
                 postings.append(self._by_word[w])
                 continue
-            close = process.extract(w, self._vocab, scorer=fuzz.ratio, limit=3, score_cutoff=80)
+            close = self._closest(w)
             if close:  # one posting list per query word, however many spellings stand in for it
-                postings.append([i for c, _, _ in close for i in self._by_word[c]])
+                postings.append([i for c, _ in close for i in self._by_word[c]])
         # The rarest words carry the identity of a title ("forklift", not "operator"): pool from the two
         # shortest posting lists only, which keeps the pool small for titles full of common words.
         postings.sort(key=len)
@@ -254,21 +529,170 @@ class TitleNormalizer:
         if pool:
             choices = [self._keys[i] for i in pool]
             # token_set alone rewards any shared word; averaging with token_sort penalises extra words.
-            # Native scorer first (fast, over the whole pool), the average on its best 30 only.
             for key, _, _ in process.extract(query, choices, scorer=fuzz.token_set_ratio, limit=30,
                                              score_cutoff=60):
                 s = _overlap(query, key)
                 if s >= 60:
-                    scored[key] = s
-        # per code: the best (similarity, vote share, word affinity) over its keys, and the key
-        best: dict[str, tuple[tuple[float, float, float], str]] = {}
+                    scored[key] = s / 100.0
+        best: dict[str, _Cand] = {}
+        mass = sum(scored.values()) or 1.0
         for key, s in scored.items():
             total = sum(self._votes[key].values())
-            for code, n in self._votes[key].items():
-                rank = (s / 100.0, n / total, self._affinity(query, code))
-                if code not in best or rank > best[code][0]:
-                    best[code] = (rank, key)
-        ordered = sorted(best.items(), key=lambda kv: kv[1][0], reverse=True)[: self.top_k]
-        cands = [Candidate(c, self.taxonomy.title(c), round(rank[0], 4)) for c, (rank, _) in ordered]
-        matched = ordered[0][1][1] if ordered else None
-        return self._result(raw, "fuzzy", matched, cands)
+            for code, w in self._votes[key].items():
+                c = _Cand(code, "fuzzy", s, s / mass * w / total, w, 2, key)
+                if code not in best or (c.sim, c.share) > (best[code].sim, best[code].share):
+                    best[code] = c
+        return sorted(best.values(), key=lambda c: (c.sim, c.share), reverse=True)[: 3 * self.top_k]
+
+    def _candidate_features(self, raw: str) -> list[tuple[list[float], str]]:
+        """Every candidate of a raw title with its features, unscored (what the calibration fits on)."""
+        raw = raw[:300]
+        _, key, cands, query, heads = self._gather(raw)
+        if isinstance(cands, int):
+            votes = self._votes[key]
+            total = sum(votes.values())
+            cands = [_Cand(c, "exact", 1.0, w / total, w, cands, key) for c, w in votes.items()]
+            query, heads = key, {self._split(h) for h in head_nouns(key)}
+        if not cands:
+            return []
+        best_sim: dict[str, float] = {}
+        for c in cands:
+            best_sim[c.method] = max(best_sim.get(c.method, 0.0), c.sim)
+        return [(self._features(c, query, heads, best_sim, len(cands)), c.code) for c in cands]
+
+    def _title_example(self, raw: str) -> tuple[list[float], str] | None:
+        """(confidence features, first candidate's code) of a raw title, or None without candidates."""
+        raw = raw[:300]
+        _, key, cands, query, heads = self._gather(raw)
+        if isinstance(cands, int):
+            votes = self._votes[key]
+            total = sum(votes.values())
+            cands = [_Cand(c, "exact", 1.0, w / total, w, cands, key) for c, w in votes.items()]
+            query, heads = key, {self._split(h) for h in head_nouns(key)}
+        scored = self._scored(cands, query, heads)
+        return (self._title_features(scored), scored[0][1].code) if scored else None
+
+    # -- scoring --------------------------------------------------------------------------------------
+    def _features(self, c: _Cand, query: str, heads: set[str], best_sim: dict[str, float], n_cands: int) -> list[float]:
+        words = [w for w in query.split() if w not in QUALIFIERS] or query.split()
+        aff = self._affinity(query, c.code)
+        key_words = set((c.key or "").split())
+        head = bool(heads & self._heads.get(c.code, set()))
+        fuzzy, semantic = c.method == "fuzzy", c.method == "semantic"
+        return [
+            1.0,
+            float(c.method == "stripped" or (c.method == "exact" and c.variant > 0)),
+            float(fuzzy),
+            float(semantic),
+            c.sim if fuzzy else 0.0,
+            c.sim if semantic else 0.0,
+            best_sim[c.method] - c.sim,
+            c.share,
+            math.log1p(c.weight),
+            float(head),
+            float(c.variant >= 3),
+            min(len(words), 4) / 4.0,
+            sum(w in key_words for w in words) / len(words) if not semantic else 0.0,
+            aff / (1.0 + aff),
+            float(self.taxonomy.occupations[c.code].data_level),
+            float(c.code.endswith(".00")),
+            math.log(n_cands),
+            self._prior.get(c.code, 0.0),
+            float(fuzzy and head) * c.sim,
+            float(semantic and head) * c.sim,
+            self._head_spread.get(words[0], 0.0) if len(words) == 1 else 0.0,
+        ]
+
+    def _affinity(self, query: str, code: str) -> float:
+        """How much the occupation's own O*NET titles use the query's words (idf-weighted)."""
+        weights = self._word_weight.get(code, {})
+        return sum(weights.get(w, 0.0) for w in set(query.split()))
+
+    def _scored(self, cands: list[_Cand], query: str, heads: set[str]) -> list[tuple[float, _Cand, list[float]]]:
+        """Candidates ranked by the ranking model: (probability it is acceptable, candidate, features)."""
+        if not cands:
+            return []
+        best_sim: dict[str, float] = {}
+        for c in cands:
+            best_sim[c.method] = max(best_sim.get(c.method, 0.0), c.sim)
+        feats = [self._features(c, query, heads, best_sim, len(cands)) for c in cands]
+        p = 1.0 / (1.0 + np.exp(-(np.asarray(feats) @ self._rank_coef)))
+        return sorted(zip(p.tolist(), cands, feats), key=lambda pcf: pcf[0], reverse=True)
+
+    @staticmethod
+    def _title_features(scored: list[tuple[float, _Cand, list[float]]]) -> list[float]:
+        """What the confidence model reads: the ranking probabilities of the first two candidates and the
+        first one's features (how it matched, similarity, share, head noun, coverage, ...)."""
+        p1, _, f = scored[0]
+        p2 = scored[1][0] if len(scored) > 1 else 0.0
+        return [1.0, p1, p1 - p2] + [f[i] for i in _CONF_FROM_RANK]
+
+    def _candidates(self, scored: list[tuple[float, _Cand, list[float]]]) -> list[Candidate]:
+        """Distinct codes, best first; the first one's score is the confidence, the others scaled alike."""
+        if not scored:
+            return []
+        conf = 1.0 / (1.0 + math.exp(-float(np.dot(self._conf_coef, self._title_features(scored)))))
+        p1 = scored[0][0]
+        seen: dict[str, float] = {}
+        for p, c, _ in scored:
+            seen.setdefault(c.code, conf * p / p1 if p1 > 0 else 0.0)
+        return [Candidate(c, self.taxonomy.title(c), round(s, 4)) for c, s in list(seen.items())[: self.top_k]]
+
+    def _decide(self, raw: str, method: str, key: str | None, out: list[Candidate]) -> Match:
+        if not out or out[0].score < self.min_score:
+            return Match(raw, None, None, out[0].score if out else 0.0, "none", key, out)
+        return Match(raw, out[0].code, out[0].title, out[0].score, method, key, out)
+
+    def _result(self, raw: str, method: str, key: str | None, scored: list[tuple[float, _Cand, list[float]]]) -> Match:
+        out = self._candidates(scored)
+        if scored and scored[0][1].method in ("fuzzy", "semantic"):
+            method, key = scored[0][1].method, scored[0][1].key or key
+        return self._decide(raw, method, key, out)
+
+
+def canonical_keep_of(text: str) -> str:
+    """Like :func:`canonical` but keeping "of" (for "head of X" / "director of X")."""
+    text = _POSSESSIVE.sub("", unicodedata.normalize("NFKC", text).casefold()).replace("&", " and ")
+    return " ".join(ABBREVIATIONS.get(t, t) for t in _NON_WORD.sub(" ", text).split())
+
+
+class _Semantic:
+    """LSA fall-back: word and occupation vectors from ``data/semantic_words.parquet`` and
+    ``data/semantic_occupations.parquet`` (built by tools/build_taxonomy.py from O*NET titles and
+    descriptions); a query is the idf-weighted mean of its words' vectors, the head noun counted twice.
+    Occupations whose own titles share the query's head noun are offered first."""
+
+    def __init__(self, norm: TitleNormalizer) -> None:
+        words = read_table("semantic_words")
+        occ = read_table("semantic_occupations")
+        self.norm = norm
+        self.index = {w: i for i, w in enumerate(words["word"].to_list())}
+        self.words = _dequantise(words)  # (V, d) unit rows
+        self.codes = occ["code"].to_list()
+        self.occ = _dequantise(occ)  # (O, d) unit rows
+
+    def candidates(self, query: str, heads: set[str]) -> list[_Cand]:
+        rows, weights = [], []
+        for w in query.split():
+            i = self.index.get(w)
+            if i is not None:
+                rows.append(i)
+                weights.append(self.norm._idf.get(w, 1.0) * (2.0 if w in heads else 1.0))
+        if not rows:
+            return []
+        q = np.asarray(weights) @ self.words[rows]
+        q /= np.linalg.norm(q) or 1.0
+        sims = self.occ @ q  # (O,)
+        order = np.argsort(-sims)
+        agree = [i for i in order if heads & self.norm._heads.get(self.codes[i], set())]
+        # occupations whose own titles share the head noun first ("Uber Driver": drivers), then two others
+        top = agree[: self.norm.top_k] + [i for i in order[:3] if i not in agree[: self.norm.top_k]][:2]
+        total = float(np.clip(sims[top], 0, None).sum()) or 1.0
+        return [_Cand(self.codes[i], "semantic", float(sims[i]), max(float(sims[i]), 0.0) / total, 0.0, 3)
+                for i in top]
+
+
+def _dequantise(df: pl.DataFrame) -> np.ndarray:
+    """int8 rows times a per-row scale -> float32 (N, d)."""
+    vecs = np.asarray(df["vec"].to_list(), dtype=np.float32)
+    return vecs * df["scale"].to_numpy().astype(np.float32)[:, None]
