@@ -132,10 +132,12 @@ def test_threshold_turns_weak_matches_into_no_match(norm):
 def test_lookup_path_reads_the_stored_rankings(norm):
     """data/title_ranked.parquet must be what the current models give (rebuilt with --calibrate)."""
     fresh = TitleNormalizer()
-    fresh._ranked = None
+    fresh._ranked = {}
     for key in ["registered nurse", "truck driver", "teacher", "project manager", "barista"]:
-        assert [c.code for c in norm._keyed(key, key, 0).candidates] == \
-            [c.code for c in fresh._keyed(key, key, 0).candidates], key
+        for variant in (0, 1):
+            stored, scored = norm._keyed(key, key, variant), fresh._keyed(key, key, variant)
+            assert [(c.code, c.score) for c in stored.candidates] == \
+                [(c.code, c.score) for c in scored.candidates], (key, variant)
 
 
 def test_custom_titles_table_is_indexed():
@@ -150,7 +152,7 @@ def test_custom_titles_table_is_indexed():
 
 
 # Measured 2026-12-02 (README "Title normalisation"); a regression below these fails.
-TUNING_FLOOR = {"messy_titles.tsv": (0.92, 0.04), "tuning_titles.tsv": (0.80, 0.13)}
+TUNING_FLOOR = {"messy_titles.tsv": (0.93, 0.04), "tuning_titles.tsv": (0.81, 0.125)}
 
 
 @pytest.mark.parametrize("name", sorted(TUNING_FLOOR))
@@ -159,3 +161,11 @@ def test_accuracy_on_the_tuning_lists(norm, assets, name):
     print(f"\n{name}: top-1 {top1:.3f}, wrong {wrong:.3f}, no match {refused:.3f}")
     floor, ceiling = TUNING_FLOOR[name]
     assert top1 >= floor and wrong <= ceiling
+
+
+def test_accuracy_on_the_untuned_list(norm, assets):
+    """The list written before the matcher was changed and never tuned on (README "Title normalisation").
+    Measured 2026-12-02: top-1 87.7%, wrong 9.5%, no match 5.2% (issue 18's targets, 95% and 2%, are not met)."""
+    top1, wrong, refused = _measure(norm, _rows(assets, "untuned_titles.tsv"))
+    print(f"\nuntuned_titles.tsv: top-1 {top1:.3f}, wrong {wrong:.3f}, no match {refused:.3f}")
+    assert top1 >= 0.87 and wrong <= 0.10

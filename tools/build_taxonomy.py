@@ -293,7 +293,7 @@ def _never_seen(n: int, seed: int):
 
     titles = read_table_packaged("titles")
     alt = titles.filter(pl.col("source") == "alternate")
-    pick = alt.select("title").unique().sample(n, seed=seed)["title"].to_list()
+    pick = alt.select("title").unique(maintain_order=True).sample(n, seed=seed)["title"].to_list()
     gold: dict[str, set[str]] = {}
     for code, title in titles.filter(pl.col("title").is_in(pick)).select("code", "title").iter_rows():
         gold.setdefault(title, set()).add(code)
@@ -373,8 +373,9 @@ def calibrate(never_seen: int = 1500, seed: int = 0) -> dict:
     3. Threshold: the lowest at which a confident wrong code is rarer than a "no match" on the tuning
        lists (issue 18), so every answer that can be given at that error rate is given; the fraction of
        wrong answers at the threshold is recorded next to it.
-    Writes ``data/normalizer.json`` and ``data/title_ranked.parquet`` (every key's ranked candidates: the
-    lookup path reads them instead of scoring); the untuned list is never read.
+    Writes ``data/normalizer.json`` and ``data/title_ranked.parquet`` (every key's ranked candidates as a
+    whole-title and as a stripped hit: the lookup path reads them instead of scoring); the untuned list
+    is never read.
     """
     import numpy as np
 
@@ -382,7 +383,7 @@ def calibrate(never_seen: int = 1500, seed: int = 0) -> dict:
 
     rows = [r for name in TUNING for r in read_titles(ASSETS / name)]
     norm = TitleNormalizer(cache_size=0)
-    norm._ranked = None  # scored by the models being fitted, not by the stored rankings of the last fit
+    norm._ranked = {}  # scored by the models being fitted, not by the stored rankings of the last fit
     held_norm, held = _never_seen(never_seen, seed)
     typos = _typos(never_seen // 2, seed)
     x, y, w, _ = _examples(norm, rows, 1.0)
@@ -419,10 +420,11 @@ def calibrate(never_seen: int = 1500, seed: int = 0) -> dict:
     }
     (OUT / "normalizer.json").write_text(json.dumps(result, indent=2) + "\n")
     norm = TitleNormalizer(cache_size=0, top_k=10, titles=read_table_packaged("titles"))
-    ranked = [(k, [c.code for c in cands], [c.score for c in cands])
-              for k in norm._votes for cands in [norm.ranked_key(k)]]
-    _write(pl.DataFrame(ranked, schema={"key": pl.String, "codes": pl.List(pl.String),
-                                        "scores": pl.List(pl.Float32)}, orient="row"), "title_ranked")
+    ranked = [(k, [c.code for c in whole], [c.score for c in whole], [c.code for c in part], [c.score for c in part])
+              for k in norm._votes for whole, part in [(norm.ranked_key(k, 0), norm.ranked_key(k, 1))]]
+    _write(pl.DataFrame(ranked, schema={"key": pl.String, "codes": pl.List(pl.String), "scores": pl.List(pl.Float32),
+                                        "codes_stripped": pl.List(pl.String), "scores_stripped": pl.List(pl.Float32)},
+                        orient="row"), "title_ranked")
     norm = TitleNormalizer(cache_size=0)
     result["tuning"] = {name: evaluate(norm, read_titles(ASSETS / name)) for name in TUNING}
     held_norm._conf_coef, held_norm.min_score, held_norm._cache = conf_coef, threshold, {}

@@ -2,7 +2,7 @@
 
     from jobpred.taxonomy import TitleNormalizer
     norm = TitleNormalizer()
-    norm("Sr. Software Engineer")      # Match(code='15-1252.00', title='Software Developers', score=0.99, ...)
+    norm("Sr. Software Engineer")      # Match(code='15-1252.00', title='Software Developers', score=0.97, ...)
     norm("asdf qwerty").code            # None: below the threshold we say "no match" instead of guessing
     norm("Uber Driver").candidates      # the top candidates with their scores, whether accepted or not
 
@@ -231,11 +231,18 @@ class TitleNormalizer:
         self.taxonomy = Taxonomy.load()
         self._abbrev = dict(read_table("abbreviations").select("short", "expansion").iter_rows())
         self._build_index(titles)
-        self._ranked = None
+        # variant rank -> key -> (codes, scores): the stored rankings of whole-title (0) and stripped (1) hits
+        self._ranked: dict[int, dict[str, tuple[tuple[str, ...], tuple[float, ...]]]] = {}
         if titles is None and (DATA_DIR / "title_ranked.parquet").exists():
             ranked = read_table("title_ranked")
-            scores = [[round(x, 4) for x in row] for row in ranked["scores"].to_list()]  # float32 -> 4 digits
-            self._ranked = dict(zip(ranked["key"].to_list(), zip(ranked["codes"].to_list(), scores)))
+            keys = ranked["key"].to_list()
+            for variant, suffix in ((0, ""), (1, "_stripped")):
+                if f"scores{suffix}" not in ranked.columns:  # a table of an older build
+                    continue
+                # tuples, not lists: the garbage collector stops tracking them (400k lists slow every call)
+                codes = [tuple(row) for row in ranked[f"codes{suffix}"].to_list()]
+                scores = [tuple(round(x, 4) for x in row) for row in ranked[f"scores{suffix}"].to_list()]
+                self._ranked[variant] = dict(zip(keys, zip(codes, scores)))
         self._semantic = _Semantic(self) if semantic else None
         self._rank_coef = np.asarray(self.calibration["rank_coef"], dtype=np.float64)
         self._conf_coef = np.asarray(self.calibration["conf_coef"], dtype=np.float64)
@@ -412,13 +419,13 @@ class TitleNormalizer:
         the core of the title (context set aside, qualifiers stripped) that fuzzy and semantic matching use."""
         seen = {whole}
         yield whole, 0
-        outside, inner = _context_free(raw)
+        outside, inner = _context_free(raw) if any(c in raw for c in "([{") else (raw, [])
         head = _head(outside)
-        texts: list[tuple[str, int]] = [(outside, 1), (head, 1)]
-        lead = _LEAD_OF.match(canonical_keep_of(head))
+        texts: list[tuple[str, int]] = [(t, 1) for t in dict.fromkeys((outside, head)) if t != raw]
+        lead = _LEAD_OF.match(canonical_keep_of(head)) if " of " in head.casefold() else None
         if lead:
             texts += [(f"{lead.group(1)} manager", 3), (f"{lead.group(1)} director", 3)]
-        parts = [p for p in re.split(r"\s*/\s*", head) if p.strip()]
+        parts = [p for p in re.split(r"\s*/\s*", head) if p.strip()] if "/" in head else []
         if len(parts) > 1:
             last = parts[-1].split()
             first = parts[0].split()
@@ -484,14 +491,15 @@ class TitleNormalizer:
         return hit
 
     def _keyed(self, raw: str, key: str, variant: int) -> Match:
-        """The match of a key hit. Its ranking depends only on (key, variant): whole-title hits of the
-        packaged index are read from ``data/title_ranked.parquet`` (written with :meth:`ranked_key`),
-        the others computed once and remembered."""
+        """The match of a key hit. Its ranking depends only on (key, variant): whole-title and stripped
+        hits of the packaged index are read from ``data/title_ranked.parquet`` (written with
+        :meth:`ranked_key`), rewritten ones (variant 3) computed once and remembered."""
         hit = self._key_cache.get((key, variant))
         if hit is None:
-            stored = self._ranked.get(key) if variant == 0 and self._ranked is not None else None
+            stored = self._ranked.get(min(variant, 1) if variant < 3 else 3, {}).get(key)
             if stored is not None:
-                out = [Candidate(c, self.taxonomy.title(c), s) for c, s in zip(*stored)][: self.top_k]
+                k = self.top_k
+                out = [Candidate(c, self.taxonomy.title(c), s) for c, s in zip(stored[0][:k], stored[1][:k])]
             else:
                 out = self.ranked_key(key, variant)
             hit = self._decide(key, "exact" if variant == 0 else "stripped", key, out)
