@@ -272,6 +272,7 @@ def normaliser_tables(dims: int = 96) -> dict[str, int]:
 
 ASSETS = OUT.parents[2] / "tests" / "assets"
 TUNING = ("messy_titles.tsv", "tuning_titles.tsv")  # never untuned_titles.tsv: that list measures, only
+SCORE_THRESHOLD = 0.86  # where the chosen probability threshold sits on the score scale (min_match_score)
 
 
 def read_titles(path: Path) -> list[tuple[str, set[str] | None]]:
@@ -376,9 +377,10 @@ def calibrate(never_seen: int = 1500, seed: int = 0) -> dict:
        teach the fuzzy and semantic paths).
     2. Confidence: a logistic regression, one row per title, of whether the first-ranked candidate is
        acceptable (a title that must be "no match" is 0), on the same titles (the O*NET ones weight 0.25).
-    3. Threshold: the lowest at which a confident wrong code is rarer than a "no match" on the tuning
-       lists (issue 18), so every answer that can be given at that error rate is given; the fraction of
-       wrong answers at the threshold is recorded next to it.
+    3. Threshold: the lowest probability at which a confident wrong code is rarer than a "no match" on
+       the tuning lists (issue 18), so every answer that can be given at that error rate is given. Scores
+       are the probabilities rescaled so that it sits at ``SCORE_THRESHOLD`` (0.86, the value the
+       project's callers pass as ``min_score``).
     Writes ``data/normalizer.json`` and ``data/title_ranked.parquet`` (every key's ranked candidates as a
     whole-title and as a stripped hit: the lookup path reads them instead of scoring); the untuned list
     is never read.
@@ -397,6 +399,8 @@ def calibrate(never_seen: int = 1500, seed: int = 0) -> dict:
     tx, ty, tw, _ = _examples(norm, typos, 0.3)
     rank_coef = _fit_logistic(x + hx + tx, y + hy + ty, w + hw + tw)
     gx, gy, gw = [], [], []
+    for n in (norm, held_norm):
+        n._t_prob = n._t_score = 0.5  # scores are the probabilities themselves while fitting
     for n, items, weight in ((norm, rows, 1.0), (held_norm, held, 0.25), (norm, typos, 0.25)):
         n._rank_coef = rank_coef
         for raw, ok in items:
@@ -415,7 +419,8 @@ def calibrate(never_seen: int = 1500, seed: int = 0) -> dict:
             threshold = float(t)
             break
     result = {
-        "threshold": threshold,
+        "threshold": SCORE_THRESHOLD,
+        "probability_threshold": threshold,
         "rank_coef": [round(float(c), 6) for c in rank_coef],
         "conf_coef": [round(float(c), 6) for c in conf_coef],
         "rank_features": list(FEATURES),
@@ -433,7 +438,8 @@ def calibrate(never_seen: int = 1500, seed: int = 0) -> dict:
                         orient="row"), "title_ranked")
     norm = TitleNormalizer(cache_size=0)
     result["tuning"] = {name: evaluate(norm, read_titles(ASSETS / name)) for name in TUNING}
-    held_norm._conf_coef, held_norm.min_score, held_norm._cache = conf_coef, threshold, {}
+    held_norm._conf_coef, held_norm._cache = conf_coef, {}
+    held_norm._t_prob, held_norm._t_score, held_norm.min_score = threshold, SCORE_THRESHOLD, SCORE_THRESHOLD
     result["never_seen"] = evaluate(held_norm, held)
     result["typos"] = evaluate(norm, typos)
     return result

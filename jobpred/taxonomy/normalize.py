@@ -25,7 +25,10 @@ Every candidate occupation gets features (how it matched, string similarity, how
 weight it holds, how strongly O*NET lists the title, whether the title's head noun -- "driver",
 "assistant" -- is one of the occupation's own head nouns, ...) and ``score`` is a logistic model of the
 probability that it is right, fitted by ``tools/build_taxonomy.py --calibrate`` on the tuning lists
-(``data/normalizer.json``). Candidates are ranked by it; below ``min_score`` the answer is "no match".
+(``data/normalizer.json``). Candidates are ranked by it. ``score`` is that probability rescaled
+piecewise-linearly so that the threshold chosen on the tuning lists sits at 0.86 (the project's
+``min_match_score``; :meth:`TitleNormalizer.probability` gives the probability back); below ``min_score``
+the answer is "no match".
 """
 
 from __future__ import annotations
@@ -102,7 +105,7 @@ _CONF_FROM_RANK = [FEATURES.index(n) for n in ("stripped", "fuzzy", "semantic", 
                                                 "log_weight", "rewritten", "data_level", "bare_head")]
 CONF_FEATURES = ("intercept", "rank_p1", "rank_margin") + tuple(FEATURES[i] for i in _CONF_FROM_RANK)
 # The models before tools/build_taxonomy.py --calibrate has fitted them (feature orders: FEATURES, CONF_FEATURES).
-_UNCALIBRATED = {"threshold": 0.5,
+_UNCALIBRATED = {"threshold": 0.5, "probability_threshold": 0.5,
                  "rank_coef": [-2.0, -0.5, -1.0, -2.0, 2.0, 1.0, -5.0, 3.0, 0.5, 1.5, -0.5, 0.5, 1.0, 1.0, 0.5, 0.3, -0.3,
                                0.5, 1.0, 1.0, 0.0],
                  "conf_coef": [-3.0, 4.0, 2.0] + [0.0] * 11}
@@ -210,8 +213,8 @@ class TitleNormalizer:
     """Maps raw titles to O*NET-SOC 2019 codes; build once per process (a second or two), then call it.
 
     Args:
-        min_score: below this calibrated confidence (0-1) the answer is "no match" (``code=None``);
-            None: the threshold chosen on the tuning lists (``data/normalizer.json``).
+        min_score: below this score (0-1) the answer is "no match" (``code=None``); None: 0.86, where the
+            threshold chosen on the tuning lists sits (``data/normalizer.json``; see :meth:`probability`).
         top_k: how many candidates each :class:`Match` lists.
         cache_size: distinct raw titles remembered (career data repeats titles a lot).
         semantic: use the semantic fall-back for titles with no lexical match.
@@ -226,7 +229,8 @@ class TitleNormalizer:
         self._fuzz, self._process = fuzz, process
         path = DATA_DIR / "normalizer.json"
         self.calibration = json.loads(path.read_text()) if path.exists() else _UNCALIBRATED
-        self.min_score = self.calibration["threshold"] if min_score is None else min_score
+        self._t_prob, self._t_score = self.calibration["probability_threshold"], self.calibration["threshold"]
+        self.min_score = self._t_score if min_score is None else min_score
         self.top_k, self.cache_size = top_k, cache_size
         self.taxonomy = Taxonomy.load()
         self._abbrev = dict(read_table("abbreviations").select("short", "expansion").iter_rows())
@@ -408,7 +412,9 @@ class TitleNormalizer:
         heads = self._query_heads(raw)
         cands = self._fuzzy(core)
         # The semantic fall-back only where no fuzzy match both reads alike and agrees on the head noun.
-        if self._semantic is not None and not any(
+        # A text of more than six words is not a title ("Ignore all previous instructions and ..."): the
+        # fall-back would find an occupation in any sentence.
+        if self._semantic is not None and len(core.split()) <= 6 and not any(
                 c.sim >= 0.75 and heads & self._heads.get(c.code, set()) for c in cands):
             cands = self._semantic.candidates(core, heads) + cands
         method = "fuzzy" if cands and cands[0].method == "fuzzy" else "semantic"
@@ -643,8 +649,19 @@ class TitleNormalizer:
         p1 = scored[0][0]
         seen: dict[str, float] = {}
         for p, c, _ in scored:
-            seen.setdefault(c.code, conf * p / p1 if p1 > 0 else 0.0)
+            seen.setdefault(c.code, self._scale(conf * p / p1 if p1 > 0 else 0.0))
         return [Candidate(c, self.taxonomy.title(c), round(s, 4)) for c, s in list(seen.items())[: self.top_k]]
+
+    def _scale(self, p: float) -> float:
+        """A probability -> the score: piecewise linear, the probability threshold chosen on the tuning
+        lists (``probability_threshold``) at the score threshold (``threshold``, 0.86), 0 and 1 fixed."""
+        t, s = self._t_prob, self._t_score
+        return p * s / t if p < t else s + (p - t) * (1.0 - s) / (1.0 - t)
+
+    def probability(self, score: float) -> float:
+        """The calibrated probability that a candidate with this ``score`` is right (inverse of the scale)."""
+        t, s = self._t_prob, self._t_score
+        return score * t / s if score < s else t + (score - s) * (1.0 - t) / (1.0 - s)
 
     def _decide(self, raw: str, method: str, key: str | None, out: list[Candidate]) -> Match:
         if not out or out[0].score < self.min_score:
