@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 
 from jobpred.taxonomy import TitleNormalizer
-from jobpred.taxonomy.normalize import canonical, head_nouns
+from jobpred.taxonomy.title_text import canonical, head_nouns
 
 
 @pytest.fixture(scope="module")

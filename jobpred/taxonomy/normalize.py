@@ -33,69 +33,29 @@ the answer is "no match".
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import re
-import unicodedata
-from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import polars as pl
 
 from jobpred.taxonomy.onet import DATA_DIR, Taxonomy, read_table
-
-# Abbreviations expanded token by token (after case folding and punctuation removal).
-ABBREVIATIONS: dict[str, str] = {
-    "sr": "senior", "snr": "senior", "jr": "junior", "jnr": "junior",
-    "mgr": "manager", "mngr": "manager", "mgmt": "management", "asst": "assistant", "assoc": "associate",
-    "admin": "administrative", "adm": "administrative", "exec": "executive", "dir": "director",
-    "vp": "vice president", "svp": "vice president", "evp": "vice president", "avp": "vice president",
-    "ceo": "chief executive officer", "cfo": "chief financial officer", "cto": "chief technology officer",
-    "coo": "chief operating officer", "cio": "chief information officer",
-    "eng": "engineer", "engr": "engineer", "dev": "developer", "swe": "software engineer",
-    "sde": "software engineer", "sw": "software", "sys": "systems", "sysadmin": "systems administrator",
-    "devops": "devops engineer", "qa": "quality assurance", "qc": "quality control",
-    "tech": "technician", "techn": "technician", "coord": "coordinator", "supv": "supervisor",
-    "supvr": "supervisor", "spvr": "supervisor", "spec": "specialist", "rep": "representative",
-    "reps": "representative", "cust": "customer", "svc": "service", "svcs": "services", "ops": "operations",
-    "acct": "accountant", "acctg": "accounting", "hr": "human resources", "it": "information technology",
-    "rn": "registered nurse", "lpn": "licensed practical nurse", "lvn": "licensed vocational nurse",
-    "cna": "certified nursing assistant", "np": "nurse practitioner", "pa": "physician assistant",
-    "emt": "emergency medical technician", "md": "physician", "dds": "dentist", "pharmd": "pharmacist",
-    "cpa": "certified public accountant", "gm": "general manager", "pm": "project manager",
-    "dba": "database administrator", "ux": "user experience", "ui": "user interface",
-    "hvac": "heating air conditioning", "cdl": "commercial", "ft": "", "pt": "", "w": "with",
-    "&": "and", "dept": "department", "mfg": "manufacturing", "maint": "maintenance", "prod": "production",
-    "elec": "electrical", "mech": "mechanical", "gen": "general", "intl": "international",
-    "natl": "national", "mktg": "marketing", "equip": "equipment", "const": "construction",
-    "env": "environmental", "envr": "environmental", "sped": "special education", "hs": "high school",
-    "ap": "accounts payable", "ar": "accounts receivable", "tsa": "transportation security", "sls": "sales", "ofc": "office", "recpt": "receptionist",
-}
-
-# Words that qualify a title without changing the occupation; stripped only where what remains is a key.
-QUALIFIERS = frozenset(
-    ["senior", "junior", "lead", "principal", "staff", "trainee", "intern", "internship", "entry", "level", "mid", "i", "ii", "iii", "iv", "v", "vi", "1", "2", "3", "4", "5", "6", "temp", "temporary", "contract", "contractor", "freelance", "part", "full", "time", "remote", "experienced", "experience", "night", "day", "shift", "weekend", "1st", "2nd", "3rd", "master",
-     "associate", "tier", "certified", "licensed", "registered", "qualified", "skilled", "acting", "interim",
-     "regional", "global", "seasonal", "per", "diem", "prn", "apprentice", "journeyman", "graduate"]
+from jobpred.taxonomy.semantic import Semantic
+from jobpred.taxonomy.title_index import TitleIndex
+from jobpred.taxonomy.title_text import (  # the text rules: canonical forms, qualifiers, head nouns
+    _LEAD_OF,
+    BRANDS,
+    QUALIFIERS,
+    _context_free,
+    _head,
+    _overlap,
+    _strip_qualifiers,
+    canonical_keep_of,
+    head_nouns,
 )
-# Platform names of the gig economy -> the O*NET wording of the work ("Uber Driver" -> "rideshare driver").
-BRANDS: dict[str, str] = {
-    "uber": "rideshare", "lyft": "rideshare", "ola": "rideshare", "bolt": "rideshare",
-    "doordash": "delivery", "grubhub": "delivery", "ubereats": "delivery", "postmates": "delivery",
-    "deliveroo": "delivery", "instacart": "personal shopper", "shipt": "personal shopper",
-    "taskrabbit": "handyman",
-}
-_SEPARATORS = re.compile(r"\s(?:-|–|—|\||@|at|for|with|to)\s|\s-|-\s|[,;:]")
-_PARENS = re.compile(r"\(([^()]*)\)?|\[([^\[\]]*)\]?|\{([^{}]*)\}?")
-_NON_WORD = re.compile(r"[^\w&]+")
-_POSSESSIVE = re.compile(r"['’]s\b")
-_HEAD_CUT = re.compile(r"\s(?:of|for|to|in|at|with|on|from)\s|--|,")
-_CONJUNCTION = re.compile(r"\s(?:and|or)\s|&|/")
-_LEAD_OF = re.compile(r"^\s*(?:head|director|vp|vice president|chief)\s+of\s+(.+)$")
-_STOPWORDS = frozenset({"of", "the", "a", "an", "in", "for", "to", "on"})
-_SOURCE_WEIGHT = {"official": 8.0, "reported": 4.0, "short": 3.0, "alternate": 1.0, "esco": 0.6}
+
 FEATURES = ("intercept", "stripped", "fuzzy", "semantic", "fuzzy_similarity", "semantic_similarity",
             "similarity_gap", "share", "log_weight", "head_agrees", "rewritten", "query_words", "coverage",
             "affinity", "data_level", "base_code", "log_candidates", "prior", "fuzzy_head_similarity",
@@ -109,68 +69,6 @@ _UNCALIBRATED = {"threshold": 0.5, "probability_threshold": 0.5,
                  "rank_coef": [-2.0, -0.5, -1.0, -2.0, 2.0, 1.0, -5.0, 3.0, 0.5, 1.5, -0.5, 0.5, 1.0, 1.0, 0.5, 0.3, -0.3,
                                0.5, 1.0, 1.0, 0.0],
                  "conf_coef": [-3.0, 4.0, 2.0] + [0.0] * 11}
-
-
-def _singular(word: str) -> str:
-    if len(word) <= 3 or word.endswith(("ss", "us", "is")):
-        return word
-    if word.endswith("ies"):
-        return word[:-3] + "y"
-    if word.endswith("s"):
-        return word[:-1]
-    return word
-
-
-def _canonical_words(text: str) -> list[str]:
-    text = _POSSESSIVE.sub("", unicodedata.normalize("NFKC", text).casefold()).replace("&", " and ")
-    words: list[str] = []
-    for token in _NON_WORD.sub(" ", text).split():
-        expanded = ABBREVIATIONS.get(token)
-        if expanded is None:
-            if token not in _STOPWORDS:
-                words.append(_singular(token))
-        else:
-            words.extend(_singular(w) for w in expanded.split() if w not in _STOPWORDS)
-    return words
-
-
-def canonical(text: str) -> str:
-    """Case-folded, punctuation-free, abbreviation-expanded, singular form of a title."""
-    return " ".join(_canonical_words(text))
-
-
-def _overlap(a: str, b: str) -> float:
-    from rapidfuzz import fuzz
-
-    return 0.5 * (fuzz.token_set_ratio(a, b) + fuzz.token_sort_ratio(a, b))
-
-
-def _strip_qualifiers(key: str) -> str:
-    return " ".join(w for w in key.split() if w not in QUALIFIERS)
-
-
-def _context_free(raw: str) -> tuple[str, list[str]]:
-    """(the title without its bracketed parts, the bracketed parts): "Driver (CDL-A)" -> ("Driver ", ["CDL-A"])."""
-    inner = [next(g for g in m.groups() if g is not None) for m in _PARENS.finditer(raw)]
-    return _PARENS.sub(" ", raw), [s for s in inner if s.strip()]
-
-
-def _head(raw: str) -> str:
-    """The part of a raw title before context such as ' - ICU', ' at Walmart', ' to the CEO', ', Remote'."""
-    return _SEPARATORS.split(raw, maxsplit=1)[0]
-
-
-def head_nouns(raw: str) -> list[str]:
-    """The head noun of each conjunct of a title, canonical: "Executive Assistant to CEO" -> ["assistant"],
-    "Buyers and Purchasing Agents, Farm Products" -> ["buyer", "agent"], "Helpers--Electricians" -> ["helper"]."""
-    text = _POSSESSIVE.sub("", _context_free(unicodedata.normalize("NFKC", raw).casefold())[0])
-    text = _HEAD_CUT.split(f" {text} ", maxsplit=1)[0]
-    heads = []
-    for part in _CONJUNCTION.split(text):
-        words = [w for w in canonical(part).split() if w not in QUALIFIERS]
-        if words:
-            heads.append(words[-1])
-    return heads
 
 
 @dataclass
@@ -209,7 +107,7 @@ class _Cand:
     key: str | None = None
 
 
-class TitleNormalizer:
+class TitleNormalizer(TitleIndex):
     """Maps raw titles to O*NET-SOC 2019 codes; build once per process (a second or two), then call it.
 
     Args:
@@ -247,132 +145,13 @@ class TitleNormalizer:
                 codes = [tuple(row) for row in ranked[f"codes{suffix}"].to_list()]
                 scores = [tuple(round(x, 4) for x in row) for row in ranked[f"scores{suffix}"].to_list()]
                 self._ranked[variant] = dict(zip(keys, zip(codes, scores)))
-        self._semantic = _Semantic(self) if semantic else None
+        self._semantic = Semantic() if semantic else None
         self._rank_coef = np.asarray(self.calibration["rank_coef"], dtype=np.float64)
         self._conf_coef = np.asarray(self.calibration["conf_coef"], dtype=np.float64)
         self._cache: dict[str, Match] = {}
         self._key_cache: dict[tuple[str, int], Match] = {}
 
     # -- index ----------------------------------------------------------------------------------------
-    def _build_index(self, titles: pl.DataFrame | None) -> None:
-        """The key -> {code: weight} index and each code's head nouns: the packaged ones (written by
-        tools/build_taxonomy.py with :meth:`index_titles`), or those of ``titles``."""
-        if titles is None:
-            votes: dict[str, dict[str, float]] = defaultdict(dict)
-            for key, code, w in read_table("title_index").iter_rows():
-                votes[key][code] = w
-            heads: dict[str, set[str]] = defaultdict(set)
-            for code, head in read_table("title_heads").iter_rows():
-                heads[code].add(head)
-            self._set_vocabulary(list(votes))
-        else:
-            votes, heads = self.index_titles(titles)
-        self._votes = dict(votes)
-        self._heads = dict(heads)
-        # A title that is nothing but a head noun many occupations share ("Owner", "Mechanic") is vague.
-        spread: dict[str, int] = defaultdict(int)
-        for hs in self._heads.values():
-            for h in hs:
-                spread[h] += 1
-        self._head_spread = {h: math.log1p(n) / 5.0 for h, n in spread.items()}
-        self._keys = list(self._votes)
-        # How strongly each occupation's own titles use each word (idf-weighted), for ambiguous keys.
-        doc_freq: dict[str, int] = defaultdict(int)
-        per_code: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-        for key, codes in self._votes.items():
-            for w in set(key.split()):
-                doc_freq[w] += 1
-                for code in codes:
-                    per_code[code][w] += 1
-        n = len(self._votes)
-        self._idf = {w: math.log(n / f) for w, f in doc_freq.items()}
-        self._word_weight = {code: {w: math.log1p(k) * self._idf[w] for w, k in ws.items()}
-                             for code, ws in per_code.items()}
-        self._by_word: dict[str, list[int]] = defaultdict(list)
-        for i, key in enumerate(self._keys):
-            for w in set(key.split()):
-                if len(w) > 2:
-                    self._by_word[w].append(i)
-        self._vocab = list(self._by_word)
-        self._vocab_by_len: dict[int, list[str]] = defaultdict(list)
-        for w in self._vocab:
-            self._vocab_by_len[len(w)].append(w)
-        self._close_cache: dict[str, list[tuple[str, float]]] = {}
-        self._vocab_window: dict[int, list[str]] = {}
-        # How often other occupations lead to this one (O*NET Related Occupations + Career Changers Matrix):
-        # a proxy for how common an occupation is, for titles O*NET lists under many ("Mechanic").
-        into: dict[str, int] = defaultdict(int)
-        for src in self.taxonomy.occupations:
-            for dst, _ in self.taxonomy.related(src) + self.taxonomy.career_changers(src):
-                into[dst] += 1
-        self._prior = {c: math.log1p(n) / 5.0 for c, n in into.items()}
-
-    def _set_vocabulary(self, keys: list[str]) -> None:
-        """Words and adjacent word pairs of the keys: what compound words are split by (:meth:`_split`)."""
-        split = [k.split() for k in keys]
-        self._vocab_set = {w for ws in split for w in ws}
-        self._bigrams = {pair for ws in split for pair in itertools.pairwise(ws)}
-        self._compound = {}
-
-    def index_titles(self, titles: pl.DataFrame) -> tuple[dict[str, dict[str, float]], dict[str, set[str]]]:
-        """Index a titles table (columns code, title, source, n_sources, next_move, share): each title's
-        keys (itself, and its parts for "X (Y)") with the weight of the title for its code, the strongest
-        listing winning; each code's head nouns."""
-        rows = titles.select("code", "title", "source", "n_sources", "next_move", "share").rows()
-        self._set_vocabulary(list({canonical(t) for _, t, *_ in rows}))
-        votes: dict[str, dict[str, float]] = defaultdict(dict)
-        heads: dict[str, set[str]] = defaultdict(set)
-        data_level = {c for c, o in self.taxonomy.occupations.items() if o.data_level}
-        seen: dict[str, tuple[list[str], list[tuple[str, float]]]] = {}
-        for code, title, source, n_sources, next_move, share in rows:
-            w = _SOURCE_WEIGHT[source] * share + 0.5 * (n_sources - 1) + (1.0 if next_move else 0.0)
-            w *= 1.0 if code in data_level else 0.5  # "All Other" and military codes: the last resort
-            if title not in seen:
-                seen[title] = ([self._split(h) for h in head_nouns(title)],
-                               [(self._key(t), f) for t, f in self._title_variants(title)])
-            title_heads, keys = seen[title]
-            heads[code].update(title_heads)
-            for key, factor in keys:
-                if key and votes[key].get(code, 0.0) < w * factor:
-                    votes[key][code] = w * factor
-        return votes, heads
-
-    def _title_variants(self, raw: str) -> list[tuple[str, float]]:
-        """An O*NET title and what it also names: "CEO (Chief Executive Officer)" -> CEO, Chief Executive
-        Officer; "Naval Aircrewman (Special Assignment)" -> only the part outside the brackets."""
-        outside, inner = _context_free(raw)
-        if not inner:
-            return [(raw, 1.0)]
-        out = [(raw, 1.0), (outside, 0.9)]
-        a, b = canonical(outside).split(), canonical(inner[0]).split()
-        initials = "".join(w[0] for w in a)
-        abbreviation = len(b) == 1 and (b[0] == initials or b[0] in self._abbrev)  # "Registered Nurse (RN)"
-        spelled_out = len(b) >= 2 and (len(a) == 1 or set(a) & set(b))  # "CT Scanner Operator (Computed ...)"
-        if len(inner) == 1 and (abbreviation or spelled_out):
-            out.append((inner[0], 0.9))
-        return out
-
-    def _split(self, word: str) -> str:
-        """A compound word in the form O*NET writes it apart: "frontend" -> "front end" (else unchanged)."""
-        hit = self._compound.get(word)
-        if hit is None:
-            hit = word
-            if (len(word) >= 6 and word not in self._vocab_set) or len(word) >= 8:
-                for i in range(3, len(word) - 2):
-                    a, b = word[:i], _singular(word[i:])
-                    if (a, b) in self._bigrams:
-                        hit = f"{a} {b}"
-                        break
-            if len(self._compound) < 200_000:
-                self._compound[word] = hit
-        return hit
-
-    def _key(self, text: str) -> str:
-        """The index key of a text: its canonical form with compound words split."""
-        compound = self._compound
-        return " ".join([compound.get(w) or self._split(w) for w in _canonical_words(text)])
-
-    # -- public -------------------------------------------------------------------------------------
     def __call__(self, raw: str | None) -> Match:
         if raw is None:
             return Match("", None, None, 0.0, "none")
@@ -416,7 +195,8 @@ class TitleNormalizer:
         # fall-back would find an occupation in any sentence.
         if self._semantic is not None and len(core.split()) <= 6 and not any(
                 c.sim >= 0.75 and heads & self._heads.get(c.code, set()) for c in cands):
-            cands = self._semantic.candidates(core, heads) + cands
+            cands = [_Cand(code, "semantic", sim, share, 0.0, 3) for code, sim, share in self._semantic.nearest(
+                core, heads, self._idf, self._heads, self.top_k)] + cands
         method = "fuzzy" if cands and cands[0].method == "fuzzy" else "semantic"
         return method, core, cands, core, heads
 
@@ -673,51 +453,3 @@ class TitleNormalizer:
         if scored and scored[0][1].method in ("fuzzy", "semantic"):
             method, key = scored[0][1].method, scored[0][1].key or key
         return self._decide(raw, method, key, out)
-
-
-def canonical_keep_of(text: str) -> str:
-    """Like :func:`canonical` but keeping "of" (for "head of X" / "director of X")."""
-    text = _POSSESSIVE.sub("", unicodedata.normalize("NFKC", text).casefold()).replace("&", " and ")
-    return " ".join(ABBREVIATIONS.get(t, t) for t in _NON_WORD.sub(" ", text).split())
-
-
-class _Semantic:
-    """LSA fall-back: word and occupation vectors from ``data/semantic_words.parquet`` and
-    ``data/semantic_occupations.parquet`` (built by tools/build_taxonomy.py from O*NET titles and
-    descriptions); a query is the idf-weighted mean of its words' vectors, the head noun counted twice.
-    Occupations whose own titles share the query's head noun are offered first."""
-
-    def __init__(self, norm: TitleNormalizer) -> None:
-        words = read_table("semantic_words")
-        occ = read_table("semantic_occupations")
-        self.norm = norm
-        self.index = {w: i for i, w in enumerate(words["word"].to_list())}
-        self.words = _dequantise(words)  # (V, d) unit rows
-        self.codes = occ["code"].to_list()
-        self.occ = _dequantise(occ)  # (O, d) unit rows
-
-    def candidates(self, query: str, heads: set[str]) -> list[_Cand]:
-        rows, weights = [], []
-        for w in query.split():
-            i = self.index.get(w)
-            if i is not None:
-                rows.append(i)
-                weights.append(self.norm._idf.get(w, 1.0) * (2.0 if w in heads else 1.0))
-        if not rows:
-            return []
-        q = np.asarray(weights) @ self.words[rows]
-        q /= np.linalg.norm(q) or 1.0
-        sims = self.occ @ q  # (O,)
-        order = np.argsort(-sims)
-        agree = [i for i in order if heads & self.norm._heads.get(self.codes[i], set())]
-        # occupations whose own titles share the head noun first ("Uber Driver": drivers), then two others
-        top = agree[: self.norm.top_k] + [i for i in order[:3] if i not in agree[: self.norm.top_k]][:2]
-        total = float(np.clip(sims[top], 0, None).sum()) or 1.0
-        return [_Cand(self.codes[i], "semantic", float(sims[i]), max(float(sims[i]), 0.0) / total, 0.0, 3)
-                for i in top]
-
-
-def _dequantise(df: pl.DataFrame) -> np.ndarray:
-    """int8 rows times a per-row scale -> float32 (N, d)."""
-    vecs = np.asarray(df["vec"].to_list(), dtype=np.float32)
-    return vecs * df["scale"].to_numpy().astype(np.float32)[:, None]

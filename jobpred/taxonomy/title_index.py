@@ -1,0 +1,149 @@
+"""The index a :class:`~jobpred.taxonomy.normalize.TitleNormalizer` matches against: every O*NET title
+(official, alternate, short, reported) and ESCO label of every occupation, canonical, with its variants
+("X (Y)" also as X and as Y where Y spells X out), the key vocabulary and the head nouns of each occupation.
+
+Built once per normaliser from the packaged tables (``data/title_index.parquet``, or ``titles`` given to
+the normaliser, as ``tools/build_taxonomy.py`` does to hold titles out).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections import defaultdict
+
+import polars as pl
+
+from jobpred.taxonomy.onet import read_table
+from jobpred.taxonomy.title_text import (  # the text rules: canonical forms, qualifiers, head nouns
+    _canonical_words,
+    _context_free,
+    _singular,
+    canonical,
+    head_nouns,
+)
+
+_SOURCE_WEIGHT = {"official": 8.0, "reported": 4.0, "short": 3.0, "alternate": 1.0, "esco": 0.6}
+
+class TitleIndex:
+    """The index-building half of the normaliser (its attributes are the normaliser's)."""
+
+    def _build_index(self, titles: pl.DataFrame | None) -> None:
+        """The key -> {code: weight} index and each code's head nouns: the packaged ones (written by
+        tools/build_taxonomy.py with :meth:`index_titles`), or those of ``titles``."""
+        if titles is None:
+            votes: dict[str, dict[str, float]] = defaultdict(dict)
+            for key, code, w in read_table("title_index").iter_rows():
+                votes[key][code] = w
+            heads: dict[str, set[str]] = defaultdict(set)
+            for code, head in read_table("title_heads").iter_rows():
+                heads[code].add(head)
+            self._set_vocabulary(list(votes))
+        else:
+            votes, heads = self.index_titles(titles)
+        self._votes = dict(votes)
+        self._heads = dict(heads)
+        # A title that is nothing but a head noun many occupations share ("Owner", "Mechanic") is vague.
+        spread: dict[str, int] = defaultdict(int)
+        for hs in self._heads.values():
+            for h in hs:
+                spread[h] += 1
+        self._head_spread = {h: math.log1p(n) / 5.0 for h, n in spread.items()}
+        self._keys = list(self._votes)
+        # How strongly each occupation's own titles use each word (idf-weighted), for ambiguous keys.
+        doc_freq: dict[str, int] = defaultdict(int)
+        per_code: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        for key, codes in self._votes.items():
+            for w in set(key.split()):
+                doc_freq[w] += 1
+                for code in codes:
+                    per_code[code][w] += 1
+        n = len(self._votes)
+        self._idf = {w: math.log(n / f) for w, f in doc_freq.items()}
+        self._word_weight = {code: {w: math.log1p(k) * self._idf[w] for w, k in ws.items()}
+                             for code, ws in per_code.items()}
+        self._by_word: dict[str, list[int]] = defaultdict(list)
+        for i, key in enumerate(self._keys):
+            for w in set(key.split()):
+                if len(w) > 2:
+                    self._by_word[w].append(i)
+        self._vocab = list(self._by_word)
+        self._vocab_by_len: dict[int, list[str]] = defaultdict(list)
+        for w in self._vocab:
+            self._vocab_by_len[len(w)].append(w)
+        self._close_cache: dict[str, list[tuple[str, float]]] = {}
+        self._vocab_window: dict[int, list[str]] = {}
+        # How often other occupations lead to this one (O*NET Related Occupations + Career Changers Matrix):
+        # a proxy for how common an occupation is, for titles O*NET lists under many ("Mechanic").
+        into: dict[str, int] = defaultdict(int)
+        for src in self.taxonomy.occupations:
+            for dst, _ in self.taxonomy.related(src) + self.taxonomy.career_changers(src):
+                into[dst] += 1
+        self._prior = {c: math.log1p(n) / 5.0 for c, n in into.items()}
+
+    def _set_vocabulary(self, keys: list[str]) -> None:
+        """Words and adjacent word pairs of the keys: what compound words are split by (:meth:`_split`)."""
+        split = [k.split() for k in keys]
+        self._vocab_set = {w for ws in split for w in ws}
+        self._bigrams = {pair for ws in split for pair in itertools.pairwise(ws)}
+        self._compound = {}
+
+    def index_titles(self, titles: pl.DataFrame) -> tuple[dict[str, dict[str, float]], dict[str, set[str]]]:
+        """Index a titles table (columns code, title, source, n_sources, next_move, share): each title's
+        keys (itself, and its parts for "X (Y)") with the weight of the title for its code, the strongest
+        listing winning; each code's head nouns."""
+        rows = titles.select("code", "title", "source", "n_sources", "next_move", "share").rows()
+        self._set_vocabulary(list({canonical(t) for _, t, *_ in rows}))
+        votes: dict[str, dict[str, float]] = defaultdict(dict)
+        heads: dict[str, set[str]] = defaultdict(set)
+        data_level = {c for c, o in self.taxonomy.occupations.items() if o.data_level}
+        seen: dict[str, tuple[list[str], list[tuple[str, float]]]] = {}
+        for code, title, source, n_sources, next_move, share in rows:
+            w = _SOURCE_WEIGHT[source] * share + 0.5 * (n_sources - 1) + (1.0 if next_move else 0.0)
+            w *= 1.0 if code in data_level else 0.5  # "All Other" and military codes: the last resort
+            if title not in seen:
+                seen[title] = ([self._split(h) for h in head_nouns(title)],
+                               [(self._key(t), f) for t, f in self._title_variants(title)])
+            title_heads, keys = seen[title]
+            heads[code].update(title_heads)
+            for key, factor in keys:
+                if key and votes[key].get(code, 0.0) < w * factor:
+                    votes[key][code] = w * factor
+        return votes, heads
+
+    def _title_variants(self, raw: str) -> list[tuple[str, float]]:
+        """An O*NET title and what it also names: "CEO (Chief Executive Officer)" -> CEO, Chief Executive
+        Officer; "Naval Aircrewman (Special Assignment)" -> only the part outside the brackets."""
+        outside, inner = _context_free(raw)
+        if not inner:
+            return [(raw, 1.0)]
+        out = [(raw, 1.0), (outside, 0.9)]
+        a, b = canonical(outside).split(), canonical(inner[0]).split()
+        initials = "".join(w[0] for w in a)
+        abbreviation = len(b) == 1 and (b[0] == initials or b[0] in self._abbrev)  # "Registered Nurse (RN)"
+        spelled_out = len(b) >= 2 and (len(a) == 1 or set(a) & set(b))  # "CT Scanner Operator (Computed ...)"
+        if len(inner) == 1 and (abbreviation or spelled_out):
+            out.append((inner[0], 0.9))
+        return out
+
+    def _split(self, word: str) -> str:
+        """A compound word in the form O*NET writes it apart: "frontend" -> "front end" (else unchanged)."""
+        hit = self._compound.get(word)
+        if hit is None:
+            hit = word
+            if (len(word) >= 6 and word not in self._vocab_set) or len(word) >= 8:
+                for i in range(3, len(word) - 2):
+                    a, b = word[:i], _singular(word[i:])
+                    if (a, b) in self._bigrams:
+                        hit = f"{a} {b}"
+                        break
+            if len(self._compound) < 200_000:
+                self._compound[word] = hit
+        return hit
+
+    def _key(self, text: str) -> str:
+        """The index key of a text: its canonical form with compound words split."""
+        compound = self._compound
+        return " ".join([compound.get(w) or self._split(w) for w in _canonical_words(text)])
+
+    # -- public -------------------------------------------------------------------------------------
