@@ -190,6 +190,8 @@ class ReasonsConfig(_Section):
         description="A candidate scoring below any of these (1-5) cannot be the oracle.")
     min_combined: float = Field(3.0, ge=1, le=5, description="Lowest combined score an oracle may have.")
     require_correct_answer: bool = Field(False, description="The oracle's answer must map to the true next occupation.")
+    reject_placeholders: bool = Field(
+        True, description="A reason that is the format placeholder or names nothing of the history never passes.")
     min_grounding: float = Field(
         0.0, ge=0, le=1, description="Least share of the reason's checkable facts found in the history (0: off).")
     dpo_margin: float = Field(1.0, ge=0, description="A DPO pair (best vs worst) needs a combined-score gap over this.")

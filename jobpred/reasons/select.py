@@ -46,7 +46,8 @@ CRITERIA = ("factuality", "coherence", "utility")
 def selection_rules(cfg: ReasonsConfig) -> str:
     """The rules recorded with every oracle and DPO row."""
     return json.dumps({"weights": cfg.weights.model_dump(), "min_scores": cfg.min_scores.model_dump(),
-                       "min_combined": cfg.min_combined, "min_grounding": cfg.min_grounding, "require_correct_answer": cfg.require_correct_answer,
+                       "min_combined": cfg.min_combined, "min_grounding": cfg.min_grounding,
+                       "reject_placeholders": cfg.reject_placeholders, "require_correct_answer": cfg.require_correct_answer,
                        "dpo_margin": cfg.dpo_margin, "dpo_chosen_must_pass": cfg.dpo_chosen_must_pass},
                       sort_keys=True)
 
@@ -81,8 +82,9 @@ def score_candidates(cands: pl.DataFrame, judgements: pl.DataFrame, cfg: Reasons
     misses = [pl.when(pl.col(c) < mins[c]).then(pl.format(f"{c} {{}} < {mins[c]:g}", pl.col(c))) for c in CRITERIA]
     misses.append(pl.when(pl.col("combined") < cfg.min_combined)
                   .then(pl.format(f"combined {{}} < {cfg.min_combined:g}", pl.col("combined").round(2))))
-    misses.append(pl.when(pl.col("placeholder"))
-                  .then(pl.lit("the reason is a format placeholder or names nothing of the history")))
+    if cfg.reject_placeholders:
+        misses.append(pl.when(pl.col("placeholder"))
+                      .then(pl.lit("the reason is a format placeholder or names nothing of the history")))
     if cfg.min_grounding > 0:
         misses.append(pl.when(pl.col("grounding") < cfg.min_grounding)
                       .then(pl.format(f"grounding {{}} < {cfg.min_grounding:g}", pl.col("grounding").round(2))))
