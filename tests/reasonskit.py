@@ -113,7 +113,7 @@ class FakeOpenAI:
             text = json.dumps({"temporal_order": "good", "logical_issues": 0, "score": 5 if good else 2})
             if good and body.get("temperature") == 0:
                 text = "The reason is coherent. Score: 5"  # not JSON: retried once
-        elif "true next occupation is given above" in user:
+        elif "true next occupation is given below" in user:
             good = "good reason" in user
             text = json.dumps({"relevance": "strong" if good else "weak", "supports": "this_occupation",
                                "score": 5 if good else 2})
