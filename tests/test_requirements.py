@@ -8,15 +8,14 @@ except the few that must differ between a CUDA and a CPU build, listed in INTEND
 import re
 from pathlib import Path
 
-import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 try:
     import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    tomllib = None
+except ModuleNotFoundError:  # Python 3.10: the same parser, vendored by pip
+    from pip._vendor import tomli as tomllib
 
 REPO = Path(__file__).resolve().parents[1]
 CPU_LOCK = REPO / "requirements" / "cpu.txt"
@@ -57,8 +56,6 @@ def _major_minor(version: str) -> tuple[int, ...]:
 
 
 def _pyproject() -> dict:
-    if tomllib is None:
-        pytest.skip("tomllib needs Python 3.11")
     with open(REPO / "pyproject.toml", "rb") as f:
         return tomllib.load(f)["project"]
 

@@ -338,15 +338,19 @@ class TitleNormalizer(TitleIndex):
                     best[code] = c
         return sorted(best.values(), key=lambda c: (c.sim, c.share), reverse=True)[: 3 * self.top_k]
 
-    def _candidate_features(self, raw: str) -> list[tuple[list[float], str]]:
-        """Every candidate of a raw title with its features, unscored (what the calibration fits on)."""
-        raw = raw[:300]
-        _, key, cands, query, heads = self._gather(raw)
+    def _calibration_candidates(self, raw: str) -> tuple[list[_Cand], str, set[str]]:
+        """(candidates, query, head nouns) of a raw title; a key hit offers every code of the key."""
+        _, key, cands, query, heads = self._gather(raw[:300])
         if isinstance(cands, int):
             votes = self._votes[key]
             total = sum(votes.values())
             cands = [_Cand(c, "exact", 1.0, w / total, w, cands, key) for c, w in votes.items()]
             query, heads = key, {self._split(h) for h in head_nouns(key)}
+        return cands, query, heads
+
+    def _candidate_features(self, raw: str) -> list[tuple[list[float], str]]:
+        """Every candidate of a raw title with its features, unscored (what the calibration fits on)."""
+        cands, query, heads = self._calibration_candidates(raw)
         if not cands:
             return []
         best_sim: dict[str, float] = {}
@@ -356,13 +360,7 @@ class TitleNormalizer(TitleIndex):
 
     def _title_example(self, raw: str) -> tuple[list[float], str] | None:
         """(confidence features, first candidate's code) of a raw title, or None without candidates."""
-        raw = raw[:300]
-        _, key, cands, query, heads = self._gather(raw)
-        if isinstance(cands, int):
-            votes = self._votes[key]
-            total = sum(votes.values())
-            cands = [_Cand(c, "exact", 1.0, w / total, w, cands, key) for c, w in votes.items()]
-            query, heads = key, {self._split(h) for h in head_nouns(key)}
+        cands, query, heads = self._calibration_candidates(raw)
         scored = self._scored(cands, query, heads)
         return (self._title_features(scored), scored[0][1].code) if scored else None
 
