@@ -1,5 +1,6 @@
 """What each prompt costs before the model writes a token: prompt tokens, and how much of it is a prefix that
-every request of that prompt shares (what vLLM's prefix cache can serve instead of recomputing).
+every request of that prompt shares (what vLLM's prefix cache can serve instead of recomputing), for each
+history rendering (``history_format``: 'compact', the default, against the paper's 'json'), side by side.
 
 Run as:
     python -m benchmarks.bench_prompts [--persons 200]
@@ -13,6 +14,7 @@ Tokenizer only, no engine: seconds, and the numbers do not depend on the machine
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 
 import numpy as np
@@ -62,10 +64,10 @@ def measure(persons: int) -> list[dict]:
            for c in prompts.CRITERIA},
     }
     rows = []
-    for name, build in kinds.items():
+    for (name, build), style in itertools.product(kinds.items(), prompts.HISTORY_FORMATS):
         ids = []
         for education, jobs in histories:
-            history = prompts.history_json(education, jobs)
+            history = prompts.history_json(education, jobs, style)
             # a reason differs from person to person as the history does
             reason = f"Years as {jobs[-1]['title']} after {jobs[0]['title']} point to more responsibility."
             msgs = build(history, reason) if name == "predictor" or name.startswith("judge") else build(history)
@@ -77,9 +79,12 @@ def measure(persons: int) -> list[dict]:
         for x in ids[1:]:
             shared = next((i for i, (a, b) in enumerate(zip(ids[0][:shared], x[:shared])) if a != b), shared)
         lengths = np.array([len(x) for x in ids])
-        rows.append({"prompt": name, "version": prompts.PROMPTS[name.removeprefix("judge-")].version,
+        rows.append({"prompt": name, "version": prompts.PROMPTS[name.removeprefix("judge-")].tagged(style),
                      "prompts": len(ids), "mean_tokens": round(float(lengths.mean()), 1),
                      "shared_prefix_tokens": shared, "share": round(float((shared / lengths).mean()), 3)})
+    json_tokens = {r["prompt"]: r["mean_tokens"] for r in rows if r["version"].endswith("+json")}
+    for r in rows:
+        r["vs_json"] = round(r["mean_tokens"] / json_tokens[r["prompt"]], 3)
     return rows
 
 

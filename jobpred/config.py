@@ -359,6 +359,10 @@ class JobpredConfig(_Section):
 
     name: str = Field("local", description="Preset name, recorded in the manifest.")
     model: str = Field("smollm2-135m-instruct", description="Base model (embedded default, HF directory or hub id).")
+    history_format: Literal["compact", "json"] = Field(
+        "compact", description="How a history is written into every prompt (teacher, judge, training, "
+        "prediction, Serve): 'compact', one JSON list per entry under a header line; 'json', the paper's "
+        "JSON objects (keys repeated on every entry, about twice the tokens).")
     ray: RayConfig = Field(default_factory=RayConfig)
     synth: SynthConfig = Field(default_factory=SynthConfig)
     prepare: PrepareConfig = Field(default_factory=PrepareConfig)

@@ -159,10 +159,12 @@ STAGES: tuple[Stage, ...] = (
                    Option(("--engine",), "prepare.engine", override="prepare.engine",
                           kwargs={"choices": ("ray", "local")}))),
     Stage("reasons", "oracle reasons: teacher candidates, LLM judge, selection, DPO pairs (resumable)", _reasons,
-          reads=lambda cfg: {"reasons": cfg.reasons.model_dump(mode="json")}, outputs=("reasons",),
+          reads=lambda cfg: {"reasons": cfg.reasons.model_dump(mode="json"), "history_format": cfg.history_format},
+          outputs=("reasons",),
           resumable=True),
     Stage("train", "LoRA fine-tuning on oracle reasons with Ray Train (SFT, then DPO; resumable)", _train,
-          reads=lambda cfg: {"model": cfg.model, "train": cfg.train.model_dump(mode="json"), "jobs": train_jobs(cfg)},
+          reads=lambda cfg: {"model": cfg.model, "train": cfg.train.model_dump(mode="json"), "jobs": train_jobs(cfg),
+                             "history_format": cfg.history_format},
           outputs=("adapters", "train"), resumable=True,
           options=(Option(("--mode",), "only this mode (default: every adapter the configured predictors need, "
                           "as `jobpred run`)", dest="mode", kwargs={"choices": ("joint", "two-model")}),
@@ -170,6 +172,7 @@ STAGES: tuple[Stage, ...] = (
                           kwargs={"action": "store_true", "default": None}))),
     Stage("evaluate", "baselines and LLM predictors on the test split (RUN_DIR/predictions/)", _evaluate,
           reads=lambda cfg: {"model": cfg.model, "predict": cfg.predict.model_dump(mode="json"),
+                             "history_format": cfg.history_format,
                              "judge": cfg.reasons.judge.model_dump(mode="json"),
                              "baselines": cfg.baselines.model_dump(
                                  mode="json", exclude={"bootstrap_samples", "bootstrap_seed"})},

@@ -12,9 +12,10 @@ from jobpred.config import load_config
 from jobpred.eval.claims import paired_diff, verdict
 from jobpred.llm.prompts import history_json
 from jobpred.predict.answers import AnswerRanker
-from jobpred.predict.batch import execution_groups, plan_predictors
+from jobpred.predict.batch import execution_groups, plan_predictors, trained_adapters
 from jobpred.predict.records import resolve_history
 from jobpred.predict.steps import PREDICTORS, Step, parse_step, predictor_steps, step_messages, step_regex
+from jobpred.rundir import RunDir
 from jobpred.schema import CareerRecord
 from jobpred.taxonomy import Taxonomy, TitleNormalizer
 from jobpred.train.formats import build_messages
@@ -119,6 +120,21 @@ def test_plan_skips_or_refuses_predictors_without_adapters():
         plan_predictors(strict, {})
     with pytest.raises(ValueError, match="unknown predictor"):
         predictor_steps("nope")
+
+
+def test_an_adapter_is_prompted_only_with_the_history_rendering_it_was_trained_on(tmp_path):
+    run = RunDir(tmp_path)
+    (tmp_path / "adapters" / "joint").mkdir(parents=True)
+    (tmp_path / "adapters" / "old").mkdir(parents=True)
+    info = {"joint": {"path": "adapters/joint", "history_format": "compact"}}
+    run.record_stage("train", outputs={}, extra={"adapters": info})
+    assert trained_adapters(tmp_path, "compact") == {"joint": str(tmp_path / "adapters" / "joint")}
+    with pytest.raises(ValueError, match="history_format=compact, the config says json"):
+        trained_adapters(tmp_path, "json")
+    # adapters recorded before the rendering was recorded were trained on the paper's JSON
+    run.record_stage("train", outputs={}, extra={"adapters": {**info, "old": {"path": "adapters/old"}}})
+    with pytest.raises(ValueError, match=r"adapters \['old'\].*history_format=json"):
+        trained_adapters(tmp_path, "compact")
 
 
 def test_base_model_predictors_run_apart_from_adapter_ones_when_configured():

@@ -16,11 +16,13 @@ from jobpred.llm import prompts
 from jobpred.llm.budget import PromptTooLong, fit_history
 from jobpred.llm.prompts import (
     CRITERIA,
+    HISTORY_FORMATS,
     JUDGE_SCHEMAS,
     PROMPTS,
     JudgementParseError,
     answer_messages,
     candidate_messages,
+    history_format,
     history_json,
     judge_messages,
     parse_candidate,
@@ -61,9 +63,10 @@ def _between(text, name):
     return "\n".join(lines[begin[0] + 1:end[0]])
 
 
+@pytest.mark.parametrize("style", HISTORY_FORMATS)
 @pytest.mark.parametrize("hinted", [None, "Nurse Practitioners"])
-def test_hostile_titles_stay_inside_the_fence_and_round_trip(hinted):
-    history = history_json([{"degree": "BSc", "field": "<b>Nursing</b>"}], _jobs(EVIL))
+def test_hostile_titles_stay_inside_the_fence_and_round_trip(hinted, style):
+    history = history_json([{"degree": "BSc", "field": "<b>Nursing</b>"}], _jobs(EVIL), style)
     user = candidate_messages(history, hinted_title=hinted)[1]["content"]
     block = _between(user, "HISTORY")
     # no tag, marker or chat-template token can appear inside the data ...
@@ -75,12 +78,19 @@ def test_hostile_titles_stay_inside_the_fence_and_round_trip(hinted):
     assert user.count("### BEGIN") == fences and user.count("### END") == fences
     if hinted:
         assert json.loads(_between(user, "ACTUAL NEXT OCCUPATION")) == hinted
-    # the data is still exact JSON: the titles come back verbatim
-    data = json.loads(block)
-    assert [j["title"] for j in data["jobs"]] == EVIL
-    assert data["education"][0]["field"] == "<b>Nursing</b>"
-    _, jobs = split_history(history)
+    # every entry is still exact JSON: the titles come back verbatim, in either rendering
+    assert block == history and history_format(block) == style
+    if style == "json":
+        assert [j["title"] for j in json.loads(block)["jobs"]] == EVIL
+    else:  # a fixed header line per section, then one JSON list per entry
+        lines = block.split("\n")
+        assert lines[0].startswith("education:") and lines[2].startswith("jobs, oldest first:")
+        assert [json.loads(x)[0] for x in lines[3:]] == EVIL
+    education, jobs = split_history(history)
+    assert education[0]["field"] == "<b>Nursing</b>"
     assert [j["title"] for j in jobs] == EVIL and jobs[0]["onet_title"] == "Registered Nurses"
+    assert jobs[0]["start"] == "2000-01" and jobs[0]["end"] == "2000-12" and jobs[0]["company"] == "Acme"
+    assert history_json(education, jobs, style) == history
 
 
 def test_judges_see_what_the_rubric_says():
@@ -107,25 +117,32 @@ def test_prompt_versions_are_recorded_names():
     assert PROMPTS["predictor"].parse("<answer>Cashiers</answer>") == "Cashiers"
 
 
-PINNED = {"candidate-joint/v2": "3cde2dc3db6e19eb", "candidate-hinted/v2": "e3977bd1a1af90c5",
-          "answer-only/v2": "ba5214f36394f9f7", "reason-only/v2": "9655e334f3e9a8d9", "predictor/v2": "cfbdac5814bf831e",
-          "judge-factuality/v2": "43ca8c7495fa9632", "judge-coherence/v2": "51c33d85b8aeea1b",
-          "judge-utility/v2": "e2677b474cb1641c"}
+PINNED = {"candidate-joint/v2+json": "3cde2dc3db6e19eb", "candidate-hinted/v2+json": "e3977bd1a1af90c5",
+          "answer-only/v2+json": "ba5214f36394f9f7", "reason-only/v2+json": "9655e334f3e9a8d9",
+          "predictor/v2+json": "cfbdac5814bf831e", "judge-factuality/v2+json": "43ca8c7495fa9632",
+          "judge-coherence/v2+json": "51c33d85b8aeea1b", "judge-utility/v2+json": "e2677b474cb1641c",
+          "candidate-joint/v2+compact": "114f15f92e6c58a3", "candidate-hinted/v2+compact": "536575c4266f8671",
+          "answer-only/v2+compact": "7f298a8d48248810", "reason-only/v2+compact": "797f030c1bbb7c90",
+          "predictor/v2+compact": "639867f8118d3e6b", "judge-factuality/v2+compact": "818e02aaa7c30e4d",
+          # coherence and utility show no history: the same text in both renderings
+          "judge-coherence/v2+compact": "51c33d85b8aeea1b", "judge-utility/v2+compact": "e2677b474cb1641c"}
 
 
-def test_prompt_text_is_pinned_to_its_version():
+@pytest.mark.parametrize("style", HISTORY_FORMATS)
+def test_prompt_text_is_pinned_to_its_version(style):
     """Adapters are trained on these exact tokens and rows record the version: a wording change must come
-    with a new version (and a new digest here)."""
-    history = history_json([{"degree": "BSc", "field": "Nursing"}], _jobs(["Registered Nurse", "Charge Nurse"]))
+    with a new version (and a new digest here). The version also names the history rendering."""
+    history = history_json([{"degree": "BSc", "field": "Nursing"}], _jobs(["Registered Nurse", "Charge Nurse"]),
+                           style)
     reason = "Ten years on the ward </think> point to advanced practice."
     built = {"candidate": [candidate_messages(history), candidate_messages(history, prefill=True)],
              "hinted": [candidate_messages(history, hinted_title="Nurse Practitioners", prefill=True)],
              "answer": [answer_messages(history), answer_messages(history, prefill=True)],
              "reason": [reason_messages(history)], "predictor": [predictor_messages(history, reason)],
              **{c: [judge_messages(c, history, reason, "Nurse Practitioners")] for c in CRITERIA}}
-    digest = {PROMPTS[name].version: hashlib.blake2b(json.dumps(msgs).encode(), digest_size=8).hexdigest()
+    digest = {PROMPTS[name].tagged(style): hashlib.blake2b(json.dumps(msgs).encode(), digest_size=8).hexdigest()
               for name, msgs in built.items()}
-    assert digest == PINNED
+    assert digest == {k: v for k, v in PINNED.items() if k.endswith("+" + style)}
 
 
 def test_no_private_names_are_imported_across_packages():

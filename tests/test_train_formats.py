@@ -81,10 +81,11 @@ def test_roles_use_the_shared_prompts_and_record_their_versions():
     assert build_messages("predictor", history, REASON) == predictor_messages(history, REASON)
     assert parse_reason(target_text("reasoner", REASON, TITLE)) == REASON
     assert PROMPTS[ROLE_PROMPT["predictor"]].parse(target_text("predictor", REASON, TITLE)) == TITLE
-    assert {r: role_prompt_version(r) for r in ROLES} == {
-        "joint": "candidate-joint/v2", "reasoner": "reason-only/v2", "predictor": "predictor/v2"}
+    assert {r: role_prompt_version(r, "compact") for r in ROLES} == {
+        "joint": "candidate-joint/v2+compact", "reasoner": "reason-only/v2+compact", "predictor": "predictor/v2+compact"}
+    assert role_prompt_version("joint", "json") == "candidate-joint/v2+json"
     with pytest.raises(ValueError, match="unknown role"):
-        role_prompt_version("judge")
+        role_prompt_version("judge", "compact")
 
 
 def test_preference_targets_per_role():

@@ -57,16 +57,18 @@ def fit_history(
     education: list[dict] | None,
     jobs: list[dict],
     max_tokens: int,
+    history_format: str = "compact",
 ) -> tuple[str, int, int]:
     """(history_json, jobs_dropped, prompt_tokens) for the most recent jobs that fit ``context``.
 
-    ``build`` turns a history JSON into the chat messages. One tokenisation when everything fits (the
+    ``build`` turns a rendered history (:func:`jobpred.llm.prompts.history_json` in ``history_format``)
+    into the chat messages. One tokenisation when everything fits (the
     common case), a binary search over the number of kept jobs otherwise.
     """
     budget = context - max_tokens
 
     def tokens(k: int) -> tuple[str, int]:
-        text = history_json(education, jobs[len(jobs) - k:] if k else [])
+        text = history_json(education, jobs[len(jobs) - k:] if k else [], history_format)
         return text, count(build(text))
 
     n = len(jobs)

@@ -39,7 +39,7 @@ def run(cfg: JobpredConfig, run_dir: str | os.PathLike, eval_run: str | os.PathL
         examples = examples.head(p.max_examples)
     if examples.height == 0:
         raise ValueError(f"{source.path}: the {p.split} split is empty; nothing to predict")
-    adapters = batch.trained_adapters(run_dir)
+    adapters = batch.trained_adapters(run_dir, cfg.history_format)
     predictors, skipped = batch.plan_predictors(cfg, adapters)
     for name, why in skipped.items():
         print(f"predict: skipping {name}: {why}", flush=True)

@@ -80,7 +80,7 @@ def predictors(cfg: JobpredConfig, names: list[str]) -> dict[str, Predictor]:
     """The :class:`Predictor` of each name, sharing one tokenizer and one ranker (an actor builds them once)."""
     count = TokenCounter(engine_config(cfg))
     ranker = AnswerRanker(top_k=cfg.predict.top_k, nearest_min_score=cfg.predict.nearest_min_score)
-    return {name: Predictor(name, cfg.predict, ranker, count, count.context) for name in names}
+    return {name: Predictor(name, cfg.predict, ranker, count, count.context, cfg.history_format) for name in names}
 
 
 def _state(row: dict, texts: list[str]) -> State:
@@ -251,10 +251,19 @@ def predict_table(examples: pa.Table, cfg: JobpredConfig, predictors: list[str],
     return pa.concat_tables(tables)
 
 
-def trained_adapters(run_dir: str | os.PathLike) -> dict[str, str]:
-    """Adapter name -> absolute directory, from the manifest's ``train`` stage ({} before training)."""
+def trained_adapters(run_dir: str | os.PathLike, history_format: str) -> dict[str, str]:
+    """Adapter name -> absolute directory, from the manifest's ``train`` stage ({} before training).
+
+    An adapter is prompted only with the history rendering it was trained on (those recorded before the
+    rendering was recorded were trained on 'json'); another one is a clear error, not a silent mismatch."""
     run = RunDir(run_dir)
     adapters = run.manifest()["stages"].get("train", {}).get("adapters", {})
+    other = {name: info.get("history_format", "json") for name, info in adapters.items()
+             if info.get("history_format", "json") != history_format}
+    if other:
+        raise ValueError(f"adapters {sorted(other)} in {run.path} were trained with history_format="
+                         f"{sorted(set(other.values()))[0]}, the config says {history_format}; set history_format "
+                         f"to match, or train them again (`jobpred run --force train`)")
     return {name: str((run.path / info["path"]).resolve()) for name, info in adapters.items()}
 
 

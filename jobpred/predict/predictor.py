@@ -79,11 +79,11 @@ class Predictor:
     """One predictor by name (:data:`jobpred.predict.steps.PREDICTORS`) with its settings and ranker."""
 
     def __init__(self, name: str, cfg: PredictConfig, ranker: AnswerRanker, count: Callable[[list[dict]], int],
-                 context: int) -> None:
+                 context: int, history_format: str = "compact") -> None:
         self.name, self.steps, self.cfg, self.ranker = name, predictor_steps(name), cfg, ranker
-        self.count, self.context = count, context
+        self.count, self.context, self.history_format = count, context, history_format
         self.adapters = adapters_needed(name)
-        self.prompt_version = ",".join(prompt_version(s) for s in self.steps)
+        self.prompt_version = ",".join(prompt_version(s, history_format) for s in self.steps)
         self._titles = ranker.taxonomy.titles() if cfg.answer_mode == "constrained" else None
 
     def max_tokens(self, i: int) -> int:
@@ -94,7 +94,7 @@ class Predictor:
         first = self.steps[0]
         reserve = self.max_tokens(0) + (self.cfg.max_tokens + self.cfg.answer_max_tokens if len(self.steps) > 1 else 0)
         history, dropped, _ = fit_history(self.count, self.context, lambda h: step_messages(first, h, ""),
-                                          education, jobs, reserve)
+                                          education, jobs, reserve, self.history_format)
         return State(history, dropped, tuple(j.get("onet_code") for j in jobs))
 
     def request(self, state: State) -> StepRequest | None:

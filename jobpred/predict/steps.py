@@ -86,8 +86,8 @@ _STEP_PROMPT = {"answer": "answer", "joint": "candidate", "reason": "reason", "p
 """Step kind -> the name of its prompt in :data:`jobpred.llm.prompts.PROMPTS`."""
 
 
-def prompt_version(step: Step) -> str:
-    return PROMPTS[_STEP_PROMPT[step.kind]].version
+def prompt_version(step: Step, history_format: str) -> str:
+    return PROMPTS[_STEP_PROMPT[step.kind]].tagged(history_format)
 
 
 def step_messages(step: Step, history: str, reason: str | None = None) -> list[dict]:

@@ -76,8 +76,8 @@ def _prefill(cfg: ReasonsConfig) -> bool:
 class BuildCandidateRequests:
     """Ray Data actor: example rows -> candidate request rows (loads the teacher's tokenizer once)."""
 
-    def __init__(self, cfg: ReasonsConfig) -> None:
-        self.cfg, self.count = cfg, TokenCounter(cfg.teacher)
+    def __init__(self, cfg: ReasonsConfig, history_format: str) -> None:
+        self.cfg, self.count, self.history_format = cfg, TokenCounter(cfg.teacher), history_format
         self.prefill = _prefill(cfg)
         self.regex = None
         if cfg.constrain_format and cfg.teacher.backend == "vllm":
@@ -98,7 +98,7 @@ class BuildCandidateRequests:
                 history, dropped, _ = fit_history(
                     self.count, self.count.context,
                     lambda h, ex=ex, kind=longest: self._messages(kind, h, ex["target_title"]),
-                    ex["education"], ex["history"], self.cfg.max_tokens)
+                    ex["education"], ex["history"], self.cfg.max_tokens, self.history_format)
             except PromptTooLong as exc:
                 # the same sampling keys and constraint as real rows: Ray Data concatenates blocks of these
                 # rows, and a struct field that is all-null in one block and typed in another breaks it
@@ -120,13 +120,12 @@ class BuildCandidateRequests:
             sampling["regex"] = self.regex
         return sampling
 
-    @staticmethod
-    def _row(ex, kind, i, history, dropped, messages, sampling, size, budget_error) -> dict:
+    def _row(self, ex, kind, i, history, dropped, messages, sampling, size, budget_error) -> dict:
         variant = "hinted" if kind == "hinted" else "plain"
         return {"example_id": ex["example_id"], "candidate_id": f"{ex['example_id']}/{variant}/{i}",
                 "variant": variant, "candidate_idx": i, "history_json": history, "history_jobs_dropped": dropped,
                 "target_code": ex["target_code"], "target_title": ex["target_title"],
-                "prompt_version": PROMPTS[kind].version, "sampling": json.dumps(sampling),
+                "prompt_version": PROMPTS[kind].tagged(self.history_format), "sampling": json.dumps(sampling),
                 "messages": messages, "budget_error": budget_error,
                 "group_key": ex["example_id"], "group_size": size}
 
@@ -218,7 +217,7 @@ def run(cfg: JobpredConfig, run_dir: str | os.PathLike) -> dict:
     ds = ray.data.read_parquet(str(examples), num_cpus=_LIGHT_CPU).select_columns(_INPUT_COLUMNS)
     ds = ds.map_batches(_keep, fn_kwargs={"ids": keep}, batch_size=None, batch_format="pyarrow",
                         num_cpus=_LIGHT_CPU)
-    ds = ds.map_batches(BuildCandidateRequests, fn_constructor_kwargs={"cfg": rcfg}, batch_size=16,
+    ds = ds.map_batches(BuildCandidateRequests, fn_constructor_kwargs={"cfg": rcfg, "history_format": cfg.history_format}, batch_size=16,
                         batch_format="pyarrow", num_cpus=_LIGHT_CPU,
                         compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, rcfg.teacher.concurrency)))
     ds = engine.build_processor(rcfg.teacher)(ds)

@@ -19,11 +19,12 @@ Selection can require a grounding score (``reasons.min_grounding``); the oracle 
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 
 import polars as pl
+
+from jobpred.llm.prompts import split_history
 
 _YEAR = re.compile(r"\b(?:19|20)\d{2}\b")
 _NAME = re.compile(r"\b[A-Z][a-zA-Z&'.-]+(?:\s+(?:of|and|&|the|de)?\s*[A-Z][a-zA-Z&'.-]+)*")
@@ -48,10 +49,9 @@ class GroundingCheck:
 def _history_text(history_json: str) -> tuple[str, set[str]]:
     """The history's text (lower case) and its content words, whatever the rendering."""
     try:
-        data = json.loads(history_json)
-        values = [str(v) for item in [*data.get("education", []), *data.get("jobs", [])] for v in item.values()]
-        text = " ".join(values)
-    except (json.JSONDecodeError, AttributeError, TypeError):
+        education, jobs = split_history(history_json)
+        text = " ".join(str(v) for item in [*education, *jobs] for v in item.values())
+    except (ValueError, KeyError, AttributeError, TypeError):  # not a rendered history: its raw text
         text = history_json
     text = text.lower()
     return text, {w for w in _WORD.findall(text) if w not in _STOP}

@@ -24,7 +24,14 @@ import pyarrow as pa
 from jobpred.config import JobpredConfig, ReasonsConfig
 from jobpred.llm import engine
 from jobpred.llm.budget import PromptTooLong, TokenCounter, fit_history
-from jobpred.llm.prompts import CRITERIA, JUDGE_SCHEMAS, PROMPTS, judge_messages, split_history
+from jobpred.llm.prompts import (
+    CRITERIA,
+    JUDGE_SCHEMAS,
+    PROMPTS,
+    history_format,
+    judge_messages,
+    split_history,
+)
 from jobpred.ray_utils import init_ray
 from jobpred.reasons.generate import MESSAGES_TYPE, seed_of
 from jobpred.reasons.store import PartStore, Progress, iter_rows, now_iso, reasons_dir, run_phase
@@ -76,7 +83,8 @@ class BuildJudgeRequests:
         else:
             key, size = f"{cand['candidate_id']}|{criterion}", 1
         row = {"example_id": cand["example_id"], "candidate_id": cand["candidate_id"], "criterion": criterion,
-               "attempt": self.attempt, "prompt_version": PROMPTS[criterion].version,
+               "attempt": self.attempt,
+               "prompt_version": PROMPTS[criterion].tagged(history_format(cand["history_json"] or "")),
                "sampling": json.dumps(sampling), "history_jobs_dropped": 0, "budget_error": None,
                "group_key": key, "group_size": size}
 
@@ -86,8 +94,9 @@ class BuildJudgeRequests:
         try:
             if criterion == "factuality":
                 education, jobs = split_history(cand["history_json"])
+                # re-fitted in the rendering the teacher saw
                 history, dropped, _ = fit_history(self.count, self.count.context, build, education, jobs,
-                                                  cfg.judge_max_tokens)
+                                                  cfg.judge_max_tokens, history_format(cand["history_json"]))
                 row["history_jobs_dropped"] = dropped
             else:
                 history = cand["history_json"]

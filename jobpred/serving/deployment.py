@@ -135,7 +135,8 @@ class JobpredIngress(OpenAiIngress):
             count=TokenCounter(engine), context=engine.max_model_len, predict=cfg.predict,
             ranker=AnswerRanker(top_k=cfg.predict.top_k, nearest_min_score=cfg.predict.nearest_min_score),
             temperature=cfg.serve.temperature, related_k=cfg.serve.related_k,
-            default=cfg.serve.default_predictor, chat_template_kwargs=engine.chat_template_kwargs)
+            default=cfg.serve.default_predictor, chat_template_kwargs=engine.chat_template_kwargs,
+            history_format=cfg.history_format)
         self.settings = Settings(digests=digests, max_body_bytes=cfg.serve.max_body_bytes,
                                  request_timeout_s=cfg.serve.request_timeout_s,
                                  max_batch_size=cfg.serve.max_batch_size, observers=[RayMetrics()])

@@ -35,10 +35,12 @@ class PredictService:
 
     def __init__(self, *, model_id: str, adapters: set[str], generate: Generate, count: Callable[[list[dict]], int],
                  context: int, predict: PredictConfig, ranker: AnswerRanker, temperature: float = 0.0,
-                 related_k: int = 10, default: str | None = None, chat_template_kwargs: dict | None = None) -> None:
+                 related_k: int = 10, default: str | None = None, chat_template_kwargs: dict | None = None,
+                 history_format: str = "compact") -> None:
         self.model_id, self.adapters, self.generate = model_id, set(adapters), generate
         self.ranker, self.temperature, self.related_k = ranker, temperature, related_k
-        self.predictors = {name: Predictor(name, predict, ranker, count, context) for name in PREDICTORS}
+        self.predictors = {name: Predictor(name, predict, ranker, count, context, history_format)
+                           for name in PREDICTORS}
         self.default = default or default_predictor(self.adapters)
         self.chat_template_kwargs = chat_template_kwargs
         # The tokenizer and the title normaliser are not thread-safe: one worker thread does all the

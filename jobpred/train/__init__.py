@@ -69,7 +69,8 @@ def _record(cfg: JobpredConfig, run_dir, mode: str, job: AdapterJob, summary: di
     source = "oracle" if job.objective == "sft" else "dpo_pairs"
     info = {"path": f"adapters/{job.name}", "base_model": cfg.adapter_base,
             "base_model_path": resolve_model(cfg.adapter_base), "mode": mode, "role": job.role,
-            "objective": job.objective, "init_from": job.init_from, "prompt_version": role_prompt_version(job.role),
+            "objective": job.objective, "init_from": job.init_from, "prompt_version": role_prompt_version(job.role, cfg.history_format),
+            "history_format": cfg.history_format,
             "chat_template_kwargs": cfg.train.chat_template_kwargs,
             "data": {"table": str(run.output("reasons", source).relative_to(run.path)),
                      **{k: summary[k] for k in ("rows", "used", "skipped_too_long", "history_jobs_dropped")},

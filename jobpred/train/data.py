@@ -116,12 +116,12 @@ class Tokenize:
     """Ray Data actor: table rows -> token rows (:data:`TOKEN_SCHEMAS`) under the cutoff rule."""
 
     def __init__(self, model_path: str, role: str, objective: str, max_length: int,
-                 chat_template_kwargs: dict | None) -> None:
+                 chat_template_kwargs: dict | None, history_format: str) -> None:
         from transformers import AutoTokenizer
 
         self.tok = AutoTokenizer.from_pretrained(model_path)
         self.role, self.objective, self.max_length = role, objective, max_length
-        self.kwargs = chat_template_kwargs
+        self.kwargs, self.history_format = chat_template_kwargs, history_format
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         out = []
@@ -129,13 +129,13 @@ class Tokenize:
             row = {"idx": r["idx"], "example_id": r["example_id"]}
             if self.objective == "sft":
                 f = sft_features(self.tok, self.role, r["education"], r["history"], r["reason"], r["title"],
-                                 self.max_length, self.kwargs)
+                                 self.max_length, self.kwargs, self.history_format)
                 ids = {"input_ids": f.input_ids, "labels": f.labels} if f else {"input_ids": [], "labels": []}
                 target = len(f.input_ids) - f.prompt_len if f else 0
                 prompt = f.prompt_len if f else 0
             else:
                 f = preference_features(self.tok, self.role, r["education"], r["history"], r["chosen"],
-                                        r["rejected"], self.max_length, self.kwargs)
+                                        r["rejected"], self.max_length, self.kwargs, self.history_format)
                 ids = ({"prompt_ids": f.prompt_ids, "chosen_ids": f.chosen_ids, "rejected_ids": f.rejected_ids}
                        if f else {"prompt_ids": [], "chosen_ids": [], "rejected_ids": []})
                 target = max(len(f.chosen_ids), len(f.rejected_ids)) if f else 0
@@ -174,7 +174,7 @@ def _fitting(batch: pa.Table) -> pa.Table:
 
 
 def tokenize(table: pa.Table, role: str, objective: str, model_path: str, tcfg: TrainConfig,
-             reference_adapter: str | None = None):
+             reference_adapter: str | None = None, history_format: str = "compact"):
     """(materialised Ray Dataset of fitting token rows, examples table with TRAIN_EXAMPLES_SCHEMA).
 
     Runs before the trainer starts, so the DPO reference actors can use the GPUs (one per training worker)
@@ -186,7 +186,7 @@ def tokenize(table: pa.Table, role: str, objective: str, model_path: str, tcfg: 
     ds.context.execution_options.preserve_order = True  # the same blocks, in the same order, every time
     ds = ds.map_batches(Tokenize, fn_constructor_kwargs={
         "model_path": model_path, "role": role, "objective": objective, "max_length": tcfg.max_length,
-        "chat_template_kwargs": tcfg.chat_template_kwargs}, batch_size=64, batch_format="pyarrow",
+        "chat_template_kwargs": tcfg.chat_template_kwargs, "history_format": history_format}, batch_size=64, batch_format="pyarrow",
         num_cpus=_TOKENIZE_CPUS, compute=ray.data.ActorPoolStrategy(
             min_size=1, max_size=max(1, min(8, table.num_rows // 2000)))).materialize()
     meta = pa.concat_tables(ray.get(ds.select_columns([n for n, _ in _META]).to_arrow_refs()))

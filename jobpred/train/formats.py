@@ -52,11 +52,12 @@ ROLE_PROMPT = {"joint": "candidate", "reasoner": "reason", "predictor": "predict
 """Role -> the name of its prompt in :data:`jobpred.llm.prompts.PROMPTS`."""
 
 
-def role_prompt_version(role: str) -> str:
-    """The version of ``role``'s prompt, recorded with every adapter (bumped when the prompt's wording changes)."""
+def role_prompt_version(role: str, history_format: str) -> str:
+    """The version of ``role``'s prompt with its history rendering, recorded with every adapter (bumped when
+    the prompt's wording changes)."""
     if role not in ROLE_PROMPT:
         raise ValueError(f"unknown role {role!r}; expected one of {ROLES}")
-    return PROMPTS[ROLE_PROMPT[role]].version
+    return PROMPTS[ROLE_PROMPT[role]].tagged(history_format)
 
 
 def target_text(role: str, reason: str, title: str) -> str:
@@ -113,7 +114,7 @@ def target_ids(tokenizer, text: str) -> list[int]:
 
 def fit_prompt(tokenizer, role: str, education: list[dict] | None, jobs: list[dict], reason: str | None,
                target_len: int, max_length: int, chat_template_kwargs: dict | None = None,
-               ) -> tuple[list[int], int] | None:
+               history_format: str = "compact") -> tuple[list[int], int] | None:
     """(prompt ids, jobs dropped) for the most recent jobs whose prompt fits ``max_length - target_len``;
     None when even the most recent job alone does not fit."""
     def count(messages: list[dict]) -> int:
@@ -121,7 +122,7 @@ def fit_prompt(tokenizer, role: str, education: list[dict] | None, jobs: list[di
 
     try:
         history, dropped, _ = fit_history(count, max_length, lambda h: build_messages(role, h, reason),
-                                          education, jobs, target_len)
+                                          education, jobs, target_len, history_format)
     except PromptTooLong:
         return None
     return prompt_ids(tokenizer, build_messages(role, history, reason), chat_template_kwargs), dropped
@@ -136,10 +137,12 @@ class SftFeatures:
 
 
 def sft_features(tokenizer, role: str, education: list[dict] | None, jobs: list[dict], reason: str, title: str,
-                 max_length: int, chat_template_kwargs: dict | None = None) -> SftFeatures | None:
+                 max_length: int, chat_template_kwargs: dict | None = None, history_format: str = "compact",
+                 ) -> SftFeatures | None:
     """Token ids and loss mask of one SFT example under the cutoff rule (None: skipped, too long)."""
     target = target_ids(tokenizer, target_text(role, reason, title))
-    fitted = fit_prompt(tokenizer, role, education, jobs, reason, len(target), max_length, chat_template_kwargs)
+    fitted = fit_prompt(tokenizer, role, education, jobs, reason, len(target), max_length, chat_template_kwargs,
+                        history_format)
     if fitted is None:
         return None
     prompt, dropped = fitted
@@ -156,11 +159,11 @@ class PreferenceFeatures:
 
 def preference_features(tokenizer, role: str, education: list[dict] | None, jobs: list[dict], chosen: str,
                         rejected: str, max_length: int, chat_template_kwargs: dict | None = None,
-                        ) -> PreferenceFeatures | None:
+                        history_format: str = "compact") -> PreferenceFeatures | None:
     """Token ids of one DPO pair (prompt shared by both sides) under the cutoff rule (None: skipped)."""
     c, r = target_ids(tokenizer, chosen), target_ids(tokenizer, rejected)
     fitted = fit_prompt(tokenizer, role, education, jobs, None, max(len(c), len(r)), max_length,
-                        chat_template_kwargs)
+                        chat_template_kwargs, history_format)
     if fitted is None:
         return None
     return PreferenceFeatures(fitted[0], c, r, fitted[1])

@@ -61,7 +61,8 @@ def fingerprint(cfg: JobpredConfig, job: AdapterJob, data_digest: str) -> dict:
     tc = cfg.train.model_dump(mode="json", exclude=set(_NOT_SHAPING))
     if job.objective == "sft":
         tc.pop("dpo")
-    return {"model": cfg.adapter_base, "job": job.__dict__, "train": tc, "data": data_digest}
+    return {"model": cfg.adapter_base, "job": job.__dict__, "train": tc, "data": data_digest,
+            "history_format": cfg.history_format}
 
 
 def _check_fingerprint(out_dir: Path, mine: dict) -> None:
@@ -103,7 +104,8 @@ def fit_adapter(cfg: JobpredConfig, run_dir: str | os.PathLike, job: AdapterJob)
     init_ray(cfg.ray)
     timings = {}
     t = time.perf_counter()
-    ds, examples = data.tokenize(table, job.role, job.objective, model_path, tc, reference_adapter=init_adapter)
+    ds, examples = data.tokenize(table, job.role, job.objective, model_path, tc, reference_adapter=init_adapter,
+                                 history_format=cfg.history_format)
     data.write_examples(examples, out_dir / "examples.parquet")
     used = ds.count()
     if used < tc.num_workers:

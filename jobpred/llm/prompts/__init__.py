@@ -4,11 +4,12 @@
     parse_candidate("<think>...</think>\\n<answer>Nurse Practitioners</answer>")  # -> CandidateParse
     judge_messages("coherence", history_json, reason, target_title)
     parse_judgement("coherence", '{"temporal_order": "good", "logical_issues": 0, "score": 4}')
-    PROMPTS["predictor"].version                                               # 'predictor/v2'
+    PROMPTS["predictor"].tagged("compact")                                     # 'predictor/v2+compact'
 
-Every output row, and every adapter, records the ``version`` of the prompt that made it
-(``PROMPTS[name].version``): change a prompt's wording and you bump its version, so old and new rows
-never mix silently (and an adapter is never prompted with text it was not trained on).
+Every output row, and every adapter, records the version of the prompt that made it with the history
+rendering it used (``PROMPTS[name].tagged(history_format)``): change a prompt's wording and you bump its
+version, so old and new rows never mix silently (and an adapter is never prompted with text it was not
+trained on).
 
 Modules: :mod:`.fences` (how untrusted data enters a prompt: JSON, neutralised, between marker lines),
 :mod:`.generation` (teacher, adapter and predictor prompts, their parsers and training targets),
@@ -20,7 +21,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from jobpred.llm.prompts.fences import dump_data, fence, history_json, neutralise_json, split_history
+from jobpred.llm.prompts.fences import (
+    HISTORY_FORMATS,
+    dump_data,
+    fence,
+    history_format,
+    history_json,
+    neutralise_json,
+    split_history,
+)
 from jobpred.llm.prompts.generation import (
     ANSWER_PREFILL,
     THINK_PREFILL,
@@ -54,6 +63,7 @@ from jobpred.llm.prompts.judge import (
 __all__ = [
     "ANSWER_PREFILL",
     "CRITERIA",
+    "HISTORY_FORMATS",
     "JUDGE_MODELS",
     "JUDGE_SCHEMAS",
     "PROMPTS",
@@ -71,6 +81,7 @@ __all__ = [
     "candidate_regex",
     "dump_data",
     "fence",
+    "history_format",
     "history_json",
     "joint_output",
     "judge_messages",
@@ -93,6 +104,11 @@ class PromptSpec:
     version: str
     parse: Callable
     schema: dict | None = None
+
+    def tagged(self, history_format: str) -> str:
+        """The version recorded on rows and adapters: the wording's version plus how the history was
+        rendered (the same words over another rendering are other tokens)."""
+        return f"{self.version}+{history_format}"
 
 
 PROMPTS: dict[str, PromptSpec] = {
