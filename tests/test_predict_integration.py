@@ -60,7 +60,7 @@ def predicted(tmp_path_factory):
     for name in ("joint", "reasoner", "predictor"):
         _random_adapter(cfg, run_dir / "adapters" / name)
     RunDir(run_dir).record_stage("train", outputs={n: f"adapters/{n}" for n in ("joint", "reasoner", "predictor")},
-                                 extra={"adapters": {n: {"path": f"adapters/{n}"}
+                                 extra={"adapters": {n: {"path": f"adapters/{n}", "history_format": "compact"}
                                                      for n in ("joint", "reasoner", "predictor")}})
     # the Ray job that the README gives cluster users, as they run it: baselines, LLM predictors, report
     out = subprocess.run([sys.executable, "-m", "pipelines.evaluate", "--config", "configs/local.yaml", "--run",
