@@ -62,6 +62,10 @@ def measure(persons: int) -> list[dict]:
         "predictor": lambda h, r: prompts.predictor_messages(h, r),
         **{f"judge-{c}": (lambda h, r, c=c: prompts.judge_messages(c, h, r, "Nurse Practitioners"))
            for c in prompts.CRITERIA},
+        # the fine-tuned adapters' short prompts (training and prediction)
+        "student-joint": lambda h: prompts.student_messages("joint", h),
+        "student-reason": lambda h: prompts.student_messages("reason", h),
+        "student-predictor": lambda h, r: prompts.student_messages("predict", h, r),
     }
     rows = []
     for (name, build), style in itertools.product(kinds.items(), prompts.HISTORY_FORMATS):
@@ -70,7 +74,8 @@ def measure(persons: int) -> list[dict]:
             history = prompts.history_json(education, jobs, style)
             # a reason differs from person to person as the history does
             reason = f"Years as {jobs[-1]['title']} after {jobs[0]['title']} point to more responsibility."
-            msgs = build(history, reason) if name == "predictor" or name.startswith("judge") else build(history)
+            two = name.endswith("predictor") or name.startswith("judge")
+            msgs = build(history, reason) if two else build(history)
             prefill = msgs[-1]["role"] == "assistant"
             out = tok.apply_chat_template(msgs, tokenize=True, add_generation_prompt=not prefill,
                                           continue_final_message=prefill)

@@ -31,6 +31,7 @@ from jobpred.llm.prompts import (
     predictor_messages,
     reason_messages,
     split_history,
+    student_messages,
 )
 from jobpred.reasons import _check_fingerprint
 from jobpred.reasons import generate as gen
@@ -125,7 +126,10 @@ PINNED = {"candidate-joint/v2+json": "3cde2dc3db6e19eb", "candidate-hinted/v2+js
           "answer-only/v2+compact": "7f298a8d48248810", "reason-only/v2+compact": "797f030c1bbb7c90",
           "predictor/v2+compact": "639867f8118d3e6b", "judge-factuality/v2+compact": "818e02aaa7c30e4d",
           # coherence and utility show no history: the same text in both renderings
-          "judge-coherence/v2+compact": "51c33d85b8aeea1b", "judge-utility/v2+compact": "e2677b474cb1641c"}
+          "judge-coherence/v2+compact": "51c33d85b8aeea1b", "judge-utility/v2+compact": "e2677b474cb1641c",
+          "student-joint/v1+compact": "a7ce9d3056f0d067", "student-joint/v1+json": "c51bf90f920ce96b",
+          "student-reason/v1+compact": "6176eff692712916", "student-reason/v1+json": "395699699dcd25c0",
+          "student-predictor/v1+compact": "67f60ddf4a4d70d6", "student-predictor/v1+json": "40e4028ef149d8b6"}
 
 
 @pytest.mark.parametrize("style", HISTORY_FORMATS)
@@ -139,7 +143,10 @@ def test_prompt_text_is_pinned_to_its_version(style):
              "hinted": [candidate_messages(history, hinted_title="Nurse Practitioners", prefill=True)],
              "answer": [answer_messages(history), answer_messages(history, prefill=True)],
              "reason": [reason_messages(history)], "predictor": [predictor_messages(history, reason)],
-             **{c: [judge_messages(c, history, reason, "Nurse Practitioners")] for c in CRITERIA}}
+             **{c: [judge_messages(c, history, reason, "Nurse Practitioners")] for c in CRITERIA},
+             "student-joint": [student_messages("joint", history)],
+             "student-reason": [student_messages("reason", history)],
+             "student-predictor": [student_messages("predict", history, reason)]}
     digest = {PROMPTS[name].tagged(style): hashlib.blake2b(json.dumps(msgs).encode(), digest_size=8).hexdigest()
               for name, msgs in built.items()}
     assert digest == {k: v for k, v in PINNED.items() if k.endswith("+" + style)}

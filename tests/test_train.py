@@ -119,7 +119,7 @@ def test_adapter_is_registered_in_the_manifest(joint_killed):
     assert {"adapter_config.json", "adapter_model.safetensors"} <= {p.name for p in (run_dir / "adapters" / "joint").iterdir()}
     assert info["base_model"] == cfg.model and info["mode"] == "joint" and info["objective"] == "sft"
     assert info["data"]["table"] == "reasons/oracle.parquet" and info["data"]["used"] == 8
-    assert info["prompt_version"] == "candidate-joint/v2+compact" and info["metrics"]["steps"] == 16
+    assert info["prompt_version"] == "student-joint/v1+compact" and info["metrics"]["steps"] == 16
     assert info["history_format"] == "compact"
     adapter_cfg = json.loads((run_dir / "adapters" / "joint" / "adapter_config.json").read_text())
     assert adapter_cfg["r"] == cfg.train.lora.rank and adapter_cfg["peft_type"] == "LORA"
@@ -156,7 +156,7 @@ def test_two_model_adapters(tiny, ray_session):
         curve = read_curve(run_dir / "train" / name / "metrics.jsonl")
         assert curve[-1]["loss"] < curve[0]["loss"]
         assert (run_dir / "adapters" / name / "adapter_model.safetensors").exists()
-    assert RunDir(run_dir).manifest()["stages"]["train"]["adapters"]["predictor"]["prompt_version"] == "predictor/v2+compact"
+    assert RunDir(run_dir).manifest()["stages"]["train"]["adapters"]["predictor"]["prompt_version"] == "student-predictor/v1+compact"
 
 
 # ---- the whole job killed, wherever the kill lands, then the same command again ---------------------------

@@ -42,6 +42,7 @@ from jobpred.llm.prompts import (
     predictor_messages,
     reason_messages,
     reason_regex,
+    student_messages,
 )
 
 StepKind = Literal["answer", "joint", "reason", "predict"]
@@ -83,15 +84,23 @@ def adapters_needed(name: str) -> list[str]:
 
 
 _STEP_PROMPT = {"answer": "answer", "joint": "candidate", "reason": "reason", "predict": "predictor"}
-"""Step kind -> the name of its prompt in :data:`jobpred.llm.prompts.PROMPTS`."""
+"""Base-model step kind -> the name of its prompt in :data:`jobpred.llm.prompts.PROMPTS` (an adapter's step
+uses its training prompt, ``student-<kind>``)."""
 
 
 def prompt_version(step: Step, history_format: str) -> str:
-    return PROMPTS[_STEP_PROMPT[step.kind]].tagged(history_format)
+    name = _STEP_PROMPT[step.kind] if step.adapter is None else _STUDENT_PROMPT[step.kind]
+    return PROMPTS[name].tagged(history_format)
+
+
+_STUDENT_PROMPT = {"joint": "student-joint", "reason": "student-reason", "predict": "student-predictor"}
 
 
 def step_messages(step: Step, history: str, reason: str | None = None) -> list[dict]:
-    """Chat messages of one step for a history JSON (:func:`jobpred.llm.prompts.history_json`)."""
+    """Chat messages of one step for a history JSON (:func:`jobpred.llm.prompts.history_json`): a fine-tuned
+    step's are its training prompt (:func:`jobpred.llm.prompts.student_messages`)."""
+    if step.adapter is not None:
+        return student_messages(step.kind, history, reason or "" if step.kind == "predict" else None)
     if step.kind == "answer":
         return answer_messages(history, prefill=bool(step.prefill))
     if step.kind == "joint":

@@ -6,15 +6,17 @@
 Roles (``ROLES``) and their texts; prompts are built by the SAME builders that generation and prediction
 use, so an adapter is trained on exactly the tokens it will be prompted with:
 
-| role          | prompt (:mod:`jobpred.llm.prompts`)                   | target (the same module)                                       |
+| role          | prompt (:func:`jobpred.llm.prompts.student_messages`) | target (:mod:`jobpred.llm.prompts`)                            |
 |---------------|-------------------------------------------------------|----------------------------------------------------------------|
-| ``joint``     | :func:`candidate_messages` (history)                  | :func:`joint_output`: ``<think>\\nreason\\n</think>\\n<answer>true title</answer>`` |
-| ``reasoner``  | :func:`reason_messages` (history)                     | :func:`reason_output`: ``<think>\\nreason\\n</think>``            |
-| ``predictor`` | :func:`predictor_messages` (history + oracle reason)  | :func:`answer_output`: ``<answer>true title</answer>``          |
+| ``joint``     | ``joint`` (history)                                   | :func:`joint_output`: ``<think>\\nreason\\n</think>\\n<answer>true title</answer>`` |
+| ``reasoner``  | ``reason`` (history)                                  | :func:`reason_output`: ``<think>\\nreason\\n</think>``            |
+| ``predictor`` | ``predict`` (history + oracle reason)                 | :func:`answer_output`: ``<answer>true title</answer>``          |
 
-All three prompts and their target builders live in :mod:`jobpred.llm.prompts` (the prediction steps use
-the same ones); each role's prompt is ``PROMPTS[ROLE_PROMPT[role]]``, whose version
-(:func:`role_prompt_version`) every adapter records.
+The students' prompts are short (the task in one line, the same fences as the teacher's): an adapter learns
+the format from its targets, and the base model's instruction block would be over half of every training
+sequence. They and the target builders live in :mod:`jobpred.llm.prompts` (the prediction steps use the
+same ones); each role's prompt is ``PROMPTS[ROLE_PROMPT[role]]``, whose version (:func:`role_prompt_version`)
+every adapter records.
 
 Tokens. The prompt is the model's own chat template with the generation prompt (``add_generation_prompt``,
 plus ``chat_template_kwargs``), exactly what vLLM sends; the target is the target text tokenised without
@@ -37,19 +39,19 @@ from jobpred.llm.budget import PromptTooLong, fit_history
 from jobpred.llm.prompts import (
     PROMPTS,
     answer_output,
-    candidate_messages,
     joint_output,
     parse_candidate,
-    predictor_messages,
-    reason_messages,
     reason_output,
+    student_messages,
 )
 
 ROLES = ("joint", "reasoner", "predictor")
 IGNORE = -100  # label of a token that carries no loss (torch cross_entropy's ignore_index)
 
-ROLE_PROMPT = {"joint": "candidate", "reasoner": "reason", "predictor": "predictor"}
+ROLE_PROMPT = {"joint": "student-joint", "reasoner": "student-reason", "predictor": "student-predictor"}
 """Role -> the name of its prompt in :data:`jobpred.llm.prompts.PROMPTS`."""
+ROLE_STUDENT = {"joint": "joint", "reasoner": "reason", "predictor": "predict"}
+"""Role -> its kind of :func:`jobpred.llm.prompts.student_messages` (the prediction step it serves)."""
 
 
 def role_prompt_version(role: str, history_format: str) -> str:
@@ -73,15 +75,9 @@ def target_text(role: str, reason: str, title: str) -> str:
 
 def build_messages(role: str, history: str, reason: str | None = None) -> list[dict]:
     """The prompt of ``role`` for a history (and, for the predictor, a reason)."""
-    if role == "joint":
-        return candidate_messages(history)
-    if role == "reasoner":
-        return reason_messages(history)
-    if role == "predictor":
-        if reason is None:
-            raise ValueError("the predictor's prompt needs a reason")
-        return predictor_messages(history, reason)
-    raise ValueError(f"unknown role {role!r}; expected one of {ROLES}")
+    if role not in ROLE_STUDENT:
+        raise ValueError(f"unknown role {role!r}; expected one of {ROLES}")
+    return student_messages(ROLE_STUDENT[role], history, reason)
 
 
 def preference_target(role: str, output: str) -> str | None:

@@ -47,6 +47,7 @@ from jobpred.llm.prompts.generation import (
     reason_messages,
     reason_output,
     reason_regex,
+    student_messages,
 )
 from jobpred.llm.prompts.judge import (
     CRITERIA,
@@ -95,6 +96,7 @@ __all__ = [
     "reason_output",
     "reason_regex",
     "split_history",
+    "student_messages",
 ]
 
 
@@ -117,8 +119,11 @@ PROMPTS: dict[str, PromptSpec] = {
     "answer": PromptSpec("answer", "answer-only/v2", parse_answer),
     "reason": PromptSpec("reason", "reason-only/v2", parse_reason),
     "predictor": PromptSpec("predictor", "predictor/v2", parse_answer),
+    "student-joint": PromptSpec("student-joint", "student-joint/v1", parse_candidate),
+    "student-reason": PromptSpec("student-reason", "student-reason/v1", parse_reason),
+    "student-predictor": PromptSpec("student-predictor", "student-predictor/v1", parse_answer),
     **{c: PromptSpec(c, f"judge-{c}/v2", lambda text, _c=c: parse_judgement(_c, text), JUDGE_SCHEMAS[c])
        for c in CRITERIA},
 }
 """Prompt name -> version, parser and (judges) schema. Candidate variants: 'candidate' (plain), 'hinted';
-the two-model steps: 'reason', then 'predictor'."""
+the two-model steps: 'reason', then 'predictor'; the fine-tuned adapters' short prompts: 'student-*'."""
