@@ -58,7 +58,8 @@ def _workdir(tmp: Path, persons: int) -> Path:
     cfg = bench_config()
     _untrained_adapter(cfg, tmp / "run" / "adapters" / "joint")
     RunDir(tmp / "run").record_stage("train", outputs={"joint": "adapters/joint"},
-                                     extra={"adapters": {"joint": {"path": "adapters/joint"}}})
+                                     extra={"adapters": {"joint": {"path": "adapters/joint",
+                                                                   "history_format": cfg.history_format}}})
     return tmp / "run"
 
 
@@ -94,7 +95,7 @@ def _requests(run: Path, n: int, max_tokens: int) -> list[dict]:
     from jobpred.predict.batch import BuildRequests, trained_adapters
 
     cfg = _config([f"predict.max_tokens={max_tokens}"])
-    build = BuildRequests(cfg, ["zero-shot-reason", "joint"], trained_adapters(run))
+    build = BuildRequests(cfg, ["zero-shot-reason", "joint"], trained_adapters(run, cfg.history_format))
     table = build(_examples(run, n).select("example_id", "education", "history", "target_code",
                                            "target_title").to_arrow())
     return [{"messages": r["messages"], "model": r["model"]} for r in table.to_pylist()]
@@ -159,7 +160,7 @@ def _ray(run: Path, n: int, max_tokens: int, small: int, mixed: bool = False, me
     init_ray(RayConfig(num_cpus=3, object_store_memory_mb=1024))
     cfg = _config([f"predict.max_tokens={max_tokens}", *(["predict.base_apart_from_adapters=false"] if mixed else []),
                    f"predict.adapters={'merged' if merged else 'lora'}"])
-    adapters = trained_adapters(run)
+    adapters = trained_adapters(run, cfg.history_format)
     cols = ["example_id", "education", "history", "target_code", "target_title"]
 
     def execute(k: int) -> tuple[float, int]:
