@@ -91,4 +91,5 @@ def test_the_smoke_preset_is_the_demo_preset_made_small():
     smoke, local = load_config(configs / "smoke.yaml"), load_config(configs / "local.yaml")
     assert smoke.model == local.model and smoke.reasons.teacher == local.reasons.teacher
     assert smoke.train.lora == local.train.lora and smoke.train.num_workers == local.train.num_workers
-    assert smoke.synth.persons < local.synth.persons and smoke.train.max_steps < local.train.max_steps
+    assert smoke.synth.persons < local.synth.persons and smoke.train.max_examples < local.train.max_examples
+    assert local.train.max_steps is None and local.train.epochs >= 1  # the demo trains on every oracle row
