@@ -21,6 +21,9 @@ from jobpred.taxonomy.title_text import (  # the text rules: canonical forms, qu
     _singular,
     canonical,
     head_nouns,
+    QUALIFIERS,
+    official_words,
+    stem_match,
 )
 
 _SOURCE_WEIGHT = {"official": 8.0, "reported": 4.0, "short": 3.0, "alternate": 1.0, "esco": 0.6}
@@ -80,6 +83,53 @@ class TitleIndex:
             for dst, _ in self.taxonomy.related(src) + self.taxonomy.career_changers(src):
                 into[dst] += 1
         self._prior = {c: math.log1p(n) / 5.0 for c, n in into.items()}
+        # Each occupation's official title, as words: what O*NET means by the occupation. A title O*NET also
+        # lists under it in passing ("Staff Engineer" under hardware engineers, "Project Manager" under
+        # A&E managers) shares few of them; the occupation the title names shares its head and modifiers.
+        self._official = {c: tuple(self._split(w) for w in official_words(o.title))
+                          for c, o in self.taxonomy.occupations.items()}
+        self._official_by_prefix: dict[str, set[str]] = defaultdict(set)  # a word's first 4 letters -> codes
+        for c, ws in self._official.items():
+            for w in ws:
+                self._official_by_prefix[w[:4]].add(c)
+
+    def _official_match(self, words: list[str], heads: set[str], code: str) -> tuple[float, float, float]:
+        """How the query reads against the occupation's official title: (idf-weighted share of the query's
+        words the official title uses, 1 if the query's head noun is one of its words, idf-weighted share
+        of the official title's words the query leaves out). "Project Manager" reads as Project Management
+        Specialists, not as Architectural and Engineering Managers; "Assembler" as Team Assemblers more
+        than as Electrical and Electronic Equipment Assemblers."""
+        official = self._official.get(code, ())
+        idf = self._idf
+        total = hit = 0.0
+        for w in words:
+            weight = idf.get(w, 1.0)
+            total += weight
+            hit += weight * any(stem_match(w, o) for o in official)
+        head = any(stem_match(h, o) for h in heads for o in official)
+        o_total = o_left = 0.0
+        for o in official:
+            weight = idf.get(o, 1.0)
+            o_total += weight
+            o_left += weight * (not any(stem_match(w, o) for w in words))
+        return (hit / total if total else 0.0), float(head), (o_left / o_total if o_total else 1.0)
+
+    def _official_codes(self, query: str, heads: set[str], listed) -> list[tuple[str, float]]:
+        """The (at most 5) occupations not in ``listed`` whose official title has the query's head noun and
+        at least half of its (idf-weighted) words, with that share, best first."""
+        words = [w for w in query.split() if w not in QUALIFIERS] or query.split()
+        codes: set[str] = set()
+        for h in heads:
+            codes.update(self._official_by_prefix.get(h[:4], ()))
+        found = []
+        for code in codes:
+            if code in listed:
+                continue
+            overlap, head, extra = self._official_match(words, heads, code)
+            if head and overlap >= 0.5:
+                found.append((overlap, -extra, code))
+        found.sort(reverse=True)
+        return [(code, overlap) for overlap, _, code in found[:5]]
 
     def _set_vocabulary(self, keys: list[str]) -> None:
         """Words and adjacent word pairs of the keys: what compound words are split by (:meth:`_split`)."""
