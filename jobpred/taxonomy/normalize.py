@@ -135,6 +135,7 @@ class TitleNormalizer(TitleIndex):
         self.min_score = self._t_score if min_score is None else min_score
         self.top_k, self.cache_size = top_k, cache_size
         self.taxonomy = Taxonomy.load()
+        self._title_of = {c: o.title for c, o in self.taxonomy.occupations.items()}  # the lookup path's titles
         self._abbrev = dict(read_table("abbreviations").select("short", "expansion").iter_rows())
         self._build_index(titles)
         # variant rank -> key -> (codes, scores): the stored rankings of whole-title (0) and stripped (1) hits
@@ -290,7 +291,8 @@ class TitleNormalizer(TitleIndex):
             stored = self._ranked.get(min(variant, 1) if variant < 3 else 3, {}).get(key)
             if stored is not None:
                 k = self.top_k
-                out = [Candidate(c, self.taxonomy.title(c), s) for c, s in zip(stored[0][:k], stored[1][:k])]
+                title = self._title_of
+                out = [Candidate(c, title[c], s) for c, s in zip(stored[0][:k], stored[1][:k])]
             else:
                 out = self.ranked_key(key, variant)
             hit = self._decide(key, "exact" if variant == 0 else "stripped", key, out)

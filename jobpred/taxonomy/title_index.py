@@ -88,10 +88,23 @@ class TitleIndex:
         # A&E managers) shares few of them; the occupation the title names shares its head and modifiers.
         self._official = {c: tuple(self._split(w) for w in official_words(o.title))
                           for c, o in self.taxonomy.occupations.items()}
-        self._official_by_prefix: dict[str, set[str]] = defaultdict(set)  # a word's first 4 letters -> codes
+        self._official_codes_of: dict[str, set[str]] = defaultdict(set)  # official word -> codes using it
+        by_prefix: dict[str, set[str]] = defaultdict(set)  # first 4 letters -> official words
         for c, ws in self._official.items():
             for w in ws:
-                self._official_by_prefix[w[:4]].add(c)
+                self._official_codes_of[w].add(c)
+                by_prefix[w[:4]].add(w)
+        self._official_by_prefix = dict(by_prefix)
+        self._stem_cache: dict[str, frozenset[str]] = {}
+
+    def _stem_hits(self, word: str) -> frozenset[str]:
+        """The official-title words of the same stem as ``word`` (:func:`stem_match`); remembered."""
+        hit = self._stem_cache.get(word)
+        if hit is None:
+            hit = frozenset(o for o in self._official_by_prefix.get(word[:4], ()) if stem_match(word, o))
+            if len(self._stem_cache) < 100_000:
+                self._stem_cache[word] = hit
+        return hit
 
     def _official_match(self, words: list[str], heads: set[str], code: str) -> tuple[float, float, float]:
         """How the query reads against the occupation's official title: (idf-weighted share of the query's
@@ -102,16 +115,20 @@ class TitleIndex:
         official = self._official.get(code, ())
         idf = self._idf
         total = hit = 0.0
+        matched: set[str] = set()
         for w in words:
             weight = idf.get(w, 1.0)
             total += weight
-            hit += weight * any(stem_match(w, o) for o in official)
-        head = any(stem_match(h, o) for h in heads for o in official)
+            hits = self._stem_hits(w).intersection(official)
+            if hits:
+                hit += weight
+                matched |= hits
+        head = any(self._stem_hits(h).intersection(official) for h in heads)
         o_total = o_left = 0.0
         for o in official:
             weight = idf.get(o, 1.0)
             o_total += weight
-            o_left += weight * (not any(stem_match(w, o) for w in words))
+            o_left += weight * (o not in matched)
         return (hit / total if total else 0.0), float(head), (o_left / o_total if o_total else 1.0)
 
     def _official_codes(self, query: str, heads: set[str], listed) -> list[tuple[str, float]]:
@@ -120,7 +137,8 @@ class TitleIndex:
         words = [w for w in query.split() if w not in QUALIFIERS] or query.split()
         codes: set[str] = set()
         for h in heads:
-            codes.update(self._official_by_prefix.get(h[:4], ()))
+            for o in self._stem_hits(h):
+                codes |= self._official_codes_of[o]
         found = []
         for code in codes:
             if code in listed:
