@@ -21,14 +21,16 @@ out ("SRE" -> "site reliability engineer") and company names of the gig economy 
 No key: rapidfuzz similarity against keys sharing a rare word (typo-tolerant), then a semantic fall-back
 (LSA word vectors built from O*NET's titles and descriptions, ``data/semantic_*.parquet``).
 
-Every candidate occupation gets features (how it matched, string similarity, how much of the key's
-weight it holds, how strongly O*NET lists the title, whether the title's head noun -- "driver",
-"assistant" -- is one of the occupation's own head nouns, ...) and ``score`` is a logistic model of the
-probability that it is right, fitted by ``tools/build_taxonomy.py --calibrate`` on the tuning lists
-(``data/normalizer.json``). Candidates are ranked by it. ``score`` is that probability rescaled
-piecewise-linearly so that the threshold chosen on the tuning lists sits at 0.86 (the project's
-``min_match_score``; :meth:`TitleNormalizer.probability` gives the probability back); below ``min_score``
-the answer is "no match".
+Occupations whose official title holds the query's head noun and half its words are candidates too, even
+where O*NET does not list the title for them. Every candidate gets features (how it matched, string
+similarity, how much of the key's weight it holds, how strongly O*NET lists the title, whether the title's
+head noun -- "driver", "assistant" -- is one of the occupation's own, how the title reads against the
+occupation's official title, ...). A ranking model (a softmax over the title's candidates) orders them and
+a confidence model gives the probability that the first is right; both are fitted by
+``tools/build_taxonomy.py --calibrate`` on the tuning lists (``data/normalizer.json``). ``score`` is that
+probability rescaled piecewise-linearly so that the threshold chosen on out-of-fold scores of the tuning
+lists sits at 0.86 (the project's ``min_match_score``; :meth:`TitleNormalizer.probability` gives the
+probability back); below ``min_score`` the answer is "no match".
 """
 
 from __future__ import annotations
@@ -418,7 +420,8 @@ class TitleNormalizer(TitleIndex):
         return sum(weights.get(w, 0.0) for w in set(query.split()))
 
     def _scored(self, cands: list[_Cand], query: str, heads: set[str]) -> list[tuple[float, _Cand, list[float]]]:
-        """Candidates ranked by the ranking model: (probability it is acceptable, candidate, features)."""
+        """Candidates ranked by the ranking model: (its probability among the title's candidates, candidate,
+        features)."""
         if not cands:
             return []
         best_sim: dict[str, float] = {}

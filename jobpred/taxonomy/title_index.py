@@ -1,6 +1,7 @@
 """The index a :class:`~jobpred.taxonomy.normalize.TitleNormalizer` matches against: every O*NET title
 (official, alternate, short, reported) and ESCO label of every occupation, canonical, with its variants
-("X (Y)" also as X and as Y where Y spells X out), the key vocabulary and the head nouns of each occupation.
+("X (Y)" also as X and as Y where Y spells X out), the key vocabulary and the head nouns of each occupation,
+and each occupation's official title as words, against which a title is read (:meth:`_official_match`).
 
 Built once per normaliser from the packaged tables (``data/title_index.parquet``, or ``titles`` given to
 the normaliser, as ``tools/build_taxonomy.py`` does to hold titles out).
