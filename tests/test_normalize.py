@@ -1,8 +1,8 @@
 """The title normaliser: behaviour on the issue-18 examples, refusals, context, compounds, seniority, and its
 accuracy on the two evaluation lists.
 
-tests/assets/messy_titles.tsv and tests/assets/tuning_titles.tsv are the *tuning* lists: the confidence
-model and its threshold are fitted on them (tools/build_taxonomy.py --calibrate). tests/assets/untuned_titles.tsv
+tests/assets/messy_titles.tsv, tuning_titles.tsv and tuning2_titles.tsv are the *tuning* lists: the ranking
+and confidence models and the threshold are fitted on them (tools/build_taxonomy.py --calibrate). tests/assets/untuned_titles.tsv
 was written and committed before the matcher was changed and is never used while tuning; it only measures.
 ``pytest tests/test_normalize.py -s`` prints the figures the README quotes.
 """
@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 
 from jobpred.taxonomy import TitleNormalizer
-from jobpred.taxonomy.title_text import canonical, head_nouns
+from jobpred.taxonomy.title_text import canonical, head_nouns, official_words, stem_match
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +51,29 @@ def test_head_nouns():
     assert head_nouns("Buyers and Purchasing Agents, Farm Products") == ["buyer", "agent"]
     assert head_nouns("First-Line Supervisors of Retail Sales Workers") == ["supervisor"]
     assert head_nouns("Senior Business Analyst (Remote)") == ["analyst"]
+
+
+def test_official_title_words_and_stems():
+    assert official_words("Electronics Engineers, Except Computer") == ["electronic", "engineer"]
+    assert official_words("Managers, All Other") == ["manager"]
+    assert stem_match("manager", "management") and stem_match("nurse", "nursing")
+    assert stem_match("prep", "preparation") and not stem_match("computer", "compliance")
+
+
+def test_the_official_title_outweighs_a_passing_listing(norm):
+    # O*NET lists "Project Manager" as a reported title of A&E managers (and shows it in My Next Move);
+    # the occupation whose official title it names is Project Management Specialists
+    assert norm("Project Manager").code == "13-1082.00"
+    # an occupation whose official title names the key is a candidate even where O*NET does not list it
+    assert "11-9041.00" in [c.code for c in norm("Engineering Manager").candidates]
+
+
+def test_the_threshold_was_read_off_out_of_fold_scores(norm):
+    """At the chosen threshold, out-of-fold wrong answers on the tuning lists are rarer than no-matches."""
+    cal = norm.calibration
+    point = next(p for p in cal["out_of_fold"] if p["t"] == cal["probability_threshold"])
+    assert point["wrong"] < point["no_match"]
+    assert all(not p["wrong"] < p["no_match"] for p in cal["out_of_fold"] if p["t"] < point["t"])
 
 
 def test_the_issue_examples(norm):
@@ -151,8 +174,10 @@ def test_custom_titles_table_is_indexed():
     assert norm("Senior Code Wrangler").code == "15-1252.00"
 
 
-# Measured 2026-12-02 (README "Title normalisation"); a regression below these fails.
-TUNING_FLOOR = {"messy_titles.tsv": (0.93, 0.04), "tuning_titles.tsv": (0.81, 0.125)}
+# Measured 2026-12-02 after issue 18's second round (README "Title normalisation"): messy 94.7% / 1.3% wrong,
+# tuning 84.3% / 9.8%, tuning2 88.5% / 8.8%. A regression below these fails.
+TUNING_FLOOR = {"messy_titles.tsv": (0.94, 0.02), "tuning_titles.tsv": (0.84, 0.10),
+                "tuning2_titles.tsv": (0.88, 0.09)}
 
 
 @pytest.mark.parametrize("name", sorted(TUNING_FLOOR))
@@ -165,7 +190,8 @@ def test_accuracy_on_the_tuning_lists(norm, assets, name):
 
 def test_accuracy_on_the_untuned_list(norm, assets):
     """The list written before the matcher was changed and never tuned on (README "Title normalisation").
-    Measured 2026-12-02: top-1 87.7%, wrong 9.5%, no match 5.2% (issue 18's targets, 95% and 2%, are not met)."""
+    Measured 2026-12-02: top-1 87.7%, wrong 9.5%, no match 5.2% before issue 18's second round; 88.9%, 7.7%,
+    5.8% after it (issue 18's targets, 95% and 2%, are not met)."""
     top1, wrong, refused = _measure(norm, _rows(assets, "untuned_titles.tsv"))
     print(f"\nuntuned_titles.tsv: top-1 {top1:.3f}, wrong {wrong:.3f}, no match {refused:.3f}")
-    assert top1 >= 0.87 and wrong <= 0.10
+    assert top1 >= 0.885 and wrong <= 0.08

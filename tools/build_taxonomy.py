@@ -271,7 +271,7 @@ def normaliser_tables(dims: int = 96) -> dict[str, int]:
 
 
 ASSETS = OUT.parents[2] / "tests" / "assets"
-TUNING = ("messy_titles.tsv", "tuning_titles.tsv")  # never untuned_titles.tsv: that list measures, only
+TUNING = ("messy_titles.tsv", "tuning_titles.tsv", "tuning2_titles.tsv")  # never untuned_titles.tsv: that list measures, only
 SCORE_THRESHOLD = 0.86  # where the chosen probability threshold sits on the score scale (min_match_score)
 
 
@@ -354,6 +354,59 @@ def _fit_logistic(x, y, w, l2: float = 0.05, steps: int = 50):
     return beta
 
 
+def _fit_choice(x, y, w, group, l2: float = 0.05, steps: int = 60):
+    """Conditional logit (a softmax over each title's candidates) by damped Newton's method: maximises the
+    log-probability of the title's acceptable candidates among all its candidates. A ranking model should
+    compare a title's candidates with each other, which a per-candidate logistic regression does not (a
+    title with 30 candidates outweighs one with 2, and "how many codes list this key" leaks into every score).
+    Titles without an acceptable candidate teach the ranking nothing and are dropped."""
+    import numpy as np
+
+    x, y, w, group = np.asarray(x), np.asarray(y), np.asarray(w), np.asarray(group)
+    keep = np.isin(group, np.unique(group[y > 0]))
+    x, y, w, group = x[keep], y[keep], w[keep], group[keep]
+    _, g = np.unique(group, return_inverse=True)  # (N,) title index, 0..G-1
+    n_g = g.max() + 1
+    gw = np.zeros(n_g)
+    gw[g] = w  # one weight per title
+
+    def objective(beta):
+        z = x @ beta
+        zmax = np.full(n_g, -np.inf)
+        np.maximum.at(zmax, g, z)
+        e = np.exp(z - zmax[g])
+        all_, ok = np.zeros(n_g), np.zeros(n_g)
+        np.add.at(all_, g, e)
+        np.add.at(ok, g, e * y)
+        loss = -(gw * (np.log(ok) - np.log(all_))).sum() + 0.5 * l2 * (beta[1:] ** 2).sum()
+        return loss, e / all_[g], e * y / ok[g]
+
+    beta = np.zeros(x.shape[1])
+    reg = np.full(x.shape[1], l2)
+    reg[0] = 1.0  # the intercept cancels in a softmax; keep it at 0
+    loss, p, q = objective(beta)
+    for _ in range(steps):
+        wx = gw[g][:, None]
+        mean_p = np.zeros((n_g, x.shape[1]))
+        mean_q = np.zeros((n_g, x.shape[1]))
+        np.add.at(mean_p, g, p[:, None] * x)
+        np.add.at(mean_q, g, q[:, None] * x)
+        grad = -(gw[:, None] * (mean_q - mean_p)).sum(0) + reg * beta
+        d = x - mean_p[g]  # (N, F) deviations from each title's expectation under p
+        hess = (d * (wx[:, 0] * p)[:, None]).T @ d + np.diag(reg + 1e-9)  # Fisher: the covariance under p
+        step = np.linalg.solve(hess, grad)
+        for damp in (1.0, 0.5, 0.25, 0.1, 0.03):  # backtracking: the Fisher matrix over-trusts some steps
+            new_loss, new_p, new_q = objective(beta - damp * step)
+            if new_loss <= loss:
+                break
+        else:
+            break
+        beta, loss, p, q = beta - damp * step, new_loss, new_p, new_q
+        if np.abs(damp * step).max() < 1e-6:
+            break
+    return beta
+
+
 def evaluate(norm, rows) -> dict[str, float]:
     """Top-1 accuracy (a "must be no match" row is right when refused), wrong-answer and refusal rates."""
     right = wrong = refused = 0
@@ -367,20 +420,85 @@ def evaluate(norm, rows) -> dict[str, float]:
     return {"n": n, "top1": round(right / n, 4), "wrong": round(wrong / n, 4), "refused": round(refused / n, 4)}
 
 
+def _title_rows(examples, rank_coef):
+    """One row per title of candidate examples (x, y, w, title id): the confidence features of its first-
+    ranked candidate under ``rank_coef`` (as :meth:`TitleNormalizer._title_features` makes them), whether
+    that candidate is acceptable, the title's weight and id."""
+    import numpy as np
+
+    from jobpred.taxonomy.normalize import _CONF_FROM_RANK
+
+    x, y, w, g = examples
+    out_x, out_y, out_w, out_g = [], [], [], []
+    if len(g) == 0:
+        return np.zeros((0, len(_CONF_FROM_RANK) + 3)), np.zeros(0), np.zeros(0), np.zeros(0, dtype=int)
+    order = np.argsort(g, kind="stable")
+    starts = np.flatnonzero(np.r_[True, np.diff(g[order]) != 0])
+    for a, b in zip(starts, np.r_[starts[1:], len(order)]):
+        idx = order[a:b]
+        z = x[idx] @ rank_coef
+        p = np.exp(z - z.max())
+        p /= p.sum()
+        rank = np.argsort(-p, kind="stable")
+        p1, p2 = p[rank[0]], (p[rank[1]] if len(rank) > 1 else 0.0)
+        out_x.append([1.0, p1, p1 - p2] + [x[idx[rank[0]], i] for i in _CONF_FROM_RANK])
+        out_y.append(y[idx[rank[0]]])
+        out_w.append(w[idx[0]])
+        out_g.append(g[idx[0]])
+    return np.asarray(out_x), np.asarray(out_y), np.asarray(out_w), np.asarray(out_g)
+
+
+def _fit_models(tuning, onet, typo):
+    """(ranking, confidence) coefficients fitted on candidate examples (x, y, w, title id) of the tuning
+    titles, the held-out O*NET titles and the typos; the O*NET ones count less in the confidence model
+    (0.25 a title against 1) than in the ranking (0.3 a candidate), being less like a resume's titles."""
+    import numpy as np
+
+    cat = [np.concatenate(parts) for parts in zip(tuning, onet, typo)]
+    rank_coef = _fit_choice(*cat)
+    rows = [_title_rows(e, rank_coef) for e in (tuning, onet, typo)]
+    cx = np.concatenate([r[0] for r in rows])
+    cy = np.concatenate([r[1] for r in rows])
+    cw = np.concatenate([np.full(len(r[1]), weight) for r, weight in zip(rows, (1.0, 0.25, 0.25))])
+    return rank_coef, _fit_logistic(cx, cy, cw)
+
+
+def _choose_threshold(prob, right, none) -> tuple[float, list[dict]]:
+    """The lowest probability threshold at which a wrong answer is rarer than a "no match" (issue 18), and
+    the curve (threshold, top-1, wrong, no match) it was read from. Per title: ``prob`` of its first
+    candidate (-1: no candidate), whether that candidate is acceptable, whether the title must be refused."""
+    import numpy as np
+
+    n = len(prob)
+    curve, chosen = [], 0.99
+    for t in np.round(np.arange(0.05, 1.0, 0.01), 2):
+        answered = prob >= t
+        wrong = int((answered & ~right).sum())
+        refused = int((~answered).sum())
+        top1 = int((answered & right).sum() + (~answered & none).sum())
+        curve.append({"t": float(t), "top1": round(top1 / n, 4),
+                      "wrong": round(wrong / n, 4), "no_match": round(refused / n, 4)})
+        if wrong < refused and chosen == 0.99:
+            chosen = float(t)
+    return chosen, curve
+
+
 def calibrate(never_seen: int = 1500, seed: int = 0) -> dict:
     """Fit the normaliser's two models and choose its threshold, on the tuning lists only.
 
-    1. Ranking: a logistic regression over the candidate features of
+    1. Ranking: a conditional logit (:func:`_fit_choice`) over the candidate features of
        :meth:`jobpred.taxonomy.normalize.TitleNormalizer._candidate_features`, fitted on every candidate
        of the tuning lists' titles (1 = an acceptable code) and of ``never_seen`` O*NET alternate titles
        taken out of the index and ``never_seen / 2`` alternate titles with a typo (weight 0.3 each: they
        teach the fuzzy and semantic paths).
     2. Confidence: a logistic regression, one row per title, of whether the first-ranked candidate is
        acceptable (a title that must be "no match" is 0), on the same titles (the O*NET ones weight 0.25).
-    3. Threshold: the lowest probability at which a confident wrong code is rarer than a "no match" on
-       the tuning lists (issue 18), so every answer that can be given at that error rate is given. Scores
-       are the probabilities rescaled so that it sits at ``SCORE_THRESHOLD`` (0.86, the value the
-       project's callers pass as ``min_score``).
+    3. Threshold: both models are refitted five times, each time without a fifth of the tuning titles,
+       which they then score (out of fold); the threshold is the lowest probability at which a confident
+       wrong code is rarer than a "no match" on those out-of-fold scores (issue 18), so every answer that
+       can be given at that error rate is given, and the error rate is that of titles the models have not
+       seen. Scores are the probabilities rescaled so that it sits at ``SCORE_THRESHOLD`` (0.86, the value
+       the project's callers pass as ``min_score``).
     Writes ``data/normalizer.json`` and ``data/title_ranked.parquet`` (every key's ranked candidates as a
     whole-title and as a stripped hit: the lookup path reads them instead of scoring); the untuned list
     is never read.
@@ -394,30 +512,25 @@ def calibrate(never_seen: int = 1500, seed: int = 0) -> dict:
     norm._ranked = {}  # scored by the models being fitted, not by the stored rankings of the last fit
     held_norm, held = _never_seen(never_seen, seed)
     typos = _typos(never_seen // 2, seed)
-    x, y, w, _ = _examples(norm, rows, 1.0)
-    hx, hy, hw, _ = _examples(held_norm, held, 0.3)
-    tx, ty, tw, _ = _examples(norm, typos, 0.3)
-    rank_coef = _fit_logistic(x + hx + tx, y + hy + ty, w + hw + tw)
-    gx, gy, gw = [], [], []
-    for n in (norm, held_norm):
-        n._t_prob = n._t_score = 0.5  # scores are the probabilities themselves while fitting
-    for n, items, weight in ((norm, rows, 1.0), (held_norm, held, 0.25), (norm, typos, 0.25)):
-        n._rank_coef = rank_coef
-        for raw, ok in items:
-            ex = n._title_example(raw)
-            if ex is not None:
-                gx.append(ex[0])
-                gy.append(float(ok is not None and ex[1] in ok))
-                gw.append(weight)
-    conf_coef = _fit_logistic(gx, gy, gw)
-    norm._conf_coef, norm.min_score = conf_coef, 0.0
-    best = [(norm(raw), ok) for raw, ok in rows]
-    threshold = 0.99
-    for t in np.round(np.arange(0.05, 1.0, 0.01), 2):
-        wrong = sum(m.score >= t and not (ok and m.code in ok) for m, ok in best)
-        if wrong < sum(m.score < t for m, _ in best):
-            threshold = float(t)
-            break
+    tuning = [np.asarray(a) for a in _examples(norm, rows, 1.0)]
+    onet = [np.asarray(a) for a in _examples(held_norm, held, 0.3)]
+    typo = [np.asarray(a) for a in _examples(norm, typos, 0.3)]
+    onet[3] = onet[3] + len(rows)  # distinct title ids across the three sets
+    typo[3] = typo[3] + len(rows) + len(held)
+    rank_coef, conf_coef = _fit_models(tuning, onet, typo)
+    # The threshold is chosen on out-of-fold confidences: each tuning title scored by models fitted without
+    # it (5 folds), so its wrong answers are those of a title the models have not seen.
+    fold = np.random.default_rng(seed).integers(0, 5, len(rows))
+    oof = np.full(len(rows), -1.0)  # -1: no candidate, always "no match"
+    right = np.zeros(len(rows), dtype=bool)
+    for k in range(5):
+        train = [a[fold[tuning[3]] != k] for a in tuning]
+        test = [a[fold[tuning[3]] == k] for a in tuning]
+        r_k, c_k = _fit_models(train, onet, typo)
+        cx, cy, _, cg = _title_rows(test, r_k)
+        oof[cg] = 1.0 / (1.0 + np.exp(-(cx @ c_k)))
+        right[cg] = cy > 0
+    threshold, curve = _choose_threshold(oof, right, np.asarray([ok is None for _, ok in rows]))
     result = {
         "threshold": SCORE_THRESHOLD,
         "probability_threshold": threshold,
@@ -427,7 +540,9 @@ def calibrate(never_seen: int = 1500, seed: int = 0) -> dict:
         "conf_features": list(CONF_FEATURES),
         "fitted_on": [f"tests/assets/{n}" for n in TUNING] + [f"{never_seen} held-out O*NET alternate titles",
                                                                f"{len(typos)} O*NET alternate titles with a typo"],
-        "rule": "lowest threshold at which wrong answers < no-match answers on the tuning lists",
+        "rule": "lowest threshold at which wrong answers < no-match answers on the tuning lists, "
+                "scored out of fold (5 folds)",
+        "out_of_fold": curve,
     }
     (OUT / "normalizer.json").write_text(json.dumps(result, indent=2) + "\n")
     norm = TitleNormalizer(cache_size=0, top_k=10, titles=read_table_packaged("titles"))
@@ -438,7 +553,7 @@ def calibrate(never_seen: int = 1500, seed: int = 0) -> dict:
                         orient="row"), "title_ranked")
     norm = TitleNormalizer(cache_size=0)
     result["tuning"] = {name: evaluate(norm, read_titles(ASSETS / name)) for name in TUNING}
-    held_norm._conf_coef, held_norm._cache = conf_coef, {}
+    held_norm._rank_coef, held_norm._conf_coef, held_norm._cache = rank_coef, conf_coef, {}
     held_norm._t_prob, held_norm._t_score, held_norm.min_score = threshold, SCORE_THRESHOLD, SCORE_THRESHOLD
     result["never_seen"] = evaluate(held_norm, held)
     result["typos"] = evaluate(norm, typos)

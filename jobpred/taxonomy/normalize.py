@@ -21,14 +21,16 @@ out ("SRE" -> "site reliability engineer") and company names of the gig economy 
 No key: rapidfuzz similarity against keys sharing a rare word (typo-tolerant), then a semantic fall-back
 (LSA word vectors built from O*NET's titles and descriptions, ``data/semantic_*.parquet``).
 
-Every candidate occupation gets features (how it matched, string similarity, how much of the key's
-weight it holds, how strongly O*NET lists the title, whether the title's head noun -- "driver",
-"assistant" -- is one of the occupation's own head nouns, ...) and ``score`` is a logistic model of the
-probability that it is right, fitted by ``tools/build_taxonomy.py --calibrate`` on the tuning lists
-(``data/normalizer.json``). Candidates are ranked by it. ``score`` is that probability rescaled
-piecewise-linearly so that the threshold chosen on the tuning lists sits at 0.86 (the project's
-``min_match_score``; :meth:`TitleNormalizer.probability` gives the probability back); below ``min_score``
-the answer is "no match".
+Occupations whose official title holds the query's head noun and half its words are candidates too, even
+where O*NET does not list the title for them. Every candidate gets features (how it matched, string
+similarity, how much of the key's weight it holds, how strongly O*NET lists the title, whether the title's
+head noun -- "driver", "assistant" -- is one of the occupation's own, how the title reads against the
+occupation's official title, ...). A ranking model (a softmax over the title's candidates) orders them and
+a confidence model gives the probability that the first is right; both are fitted by
+``tools/build_taxonomy.py --calibrate`` on the tuning lists (``data/normalizer.json``). ``score`` is that
+probability rescaled piecewise-linearly so that the threshold chosen on out-of-fold scores of the tuning
+lists sits at 0.86 (the project's ``min_match_score``; :meth:`TitleNormalizer.probability` gives the
+probability back); below ``min_score`` the answer is "no match".
 """
 
 from __future__ import annotations
@@ -59,16 +61,18 @@ from jobpred.taxonomy.title_text import (  # the text rules: canonical forms, qu
 FEATURES = ("intercept", "stripped", "fuzzy", "semantic", "fuzzy_similarity", "semantic_similarity",
             "similarity_gap", "share", "log_weight", "head_agrees", "rewritten", "query_words", "coverage",
             "affinity", "data_level", "base_code", "log_candidates", "prior", "fuzzy_head_similarity",
-            "semantic_head_similarity", "bare_head")
+            "semantic_head_similarity", "bare_head", "official_overlap", "official_head", "official_extra", "unlisted")
 _CONF_FROM_RANK = [FEATURES.index(n) for n in ("stripped", "fuzzy", "semantic", "fuzzy_similarity",
                                                 "semantic_similarity", "share", "head_agrees",
-                                                "log_weight", "rewritten", "data_level", "bare_head")]
+                                                "log_weight", "rewritten", "data_level", "bare_head",
+                                                "official_overlap", "official_head", "official_extra",
+                                                "unlisted")]
 CONF_FEATURES = ("intercept", "rank_p1", "rank_margin") + tuple(FEATURES[i] for i in _CONF_FROM_RANK)
 # The models before tools/build_taxonomy.py --calibrate has fitted them (feature orders: FEATURES, CONF_FEATURES).
 _UNCALIBRATED = {"threshold": 0.5, "probability_threshold": 0.5,
                  "rank_coef": [-2.0, -0.5, -1.0, -2.0, 2.0, 1.0, -5.0, 3.0, 0.5, 1.5, -0.5, 0.5, 1.0, 1.0, 0.5, 0.3, -0.3,
-                               0.5, 1.0, 1.0, 0.0],
-                 "conf_coef": [-3.0, 4.0, 2.0] + [0.0] * 11}
+                               0.5, 1.0, 1.0, 0.0, 1.0, 0.5, -0.5, -1.0],
+                 "conf_coef": [-3.0, 4.0, 2.0] + [0.0] * 15}
 
 
 @dataclass
@@ -127,10 +131,13 @@ class TitleNormalizer(TitleIndex):
         self._fuzz, self._process = fuzz, process
         path = DATA_DIR / "normalizer.json"
         self.calibration = json.loads(path.read_text()) if path.exists() else _UNCALIBRATED
+        if self.calibration.get("rank_features", list(FEATURES)) != list(FEATURES):  # fitted on other features
+            self.calibration = _UNCALIBRATED
         self._t_prob, self._t_score = self.calibration["probability_threshold"], self.calibration["threshold"]
         self.min_score = self._t_score if min_score is None else min_score
         self.top_k, self.cache_size = top_k, cache_size
         self.taxonomy = Taxonomy.load()
+        self._title_of = {c: o.title for c, o in self.taxonomy.occupations.items()}  # the lookup path's titles
         self._abbrev = dict(read_table("abbreviations").select("short", "expansion").iter_rows())
         self._build_index(titles)
         # variant rank -> key -> (codes, scores): the stored rankings of whole-title (0) and stripped (1) hits
@@ -190,6 +197,7 @@ class TitleNormalizer(TitleIndex):
                 core = key
         heads = self._query_heads(raw)
         cands = self._fuzzy(core)
+        cands += self._official_candidates(core, heads, 2, {c.code for c in cands})
         # The semantic fall-back only where no fuzzy match both reads alike and agrees on the head noun.
         # A text of more than six words is not a title ("Ignore all previous instructions and ..."): the
         # fall-back would find an occupation in any sentence.
@@ -285,7 +293,8 @@ class TitleNormalizer(TitleIndex):
             stored = self._ranked.get(min(variant, 1) if variant < 3 else 3, {}).get(key)
             if stored is not None:
                 k = self.top_k
-                out = [Candidate(c, self.taxonomy.title(c), s) for c, s in zip(stored[0][:k], stored[1][:k])]
+                title = self._title_of
+                out = [Candidate(c, title[c], s) for c, s in zip(stored[0][:k], stored[1][:k])]
             else:
                 out = self.ranked_key(key, variant)
             hit = self._decide(key, "exact" if variant == 0 else "stripped", key, out)
@@ -295,11 +304,22 @@ class TitleNormalizer(TitleIndex):
 
     def ranked_key(self, key: str, variant: int = 0) -> list[Candidate]:
         """The ranked candidates of an index key, scored, whatever ``min_score``."""
+        cands, heads = self._key_candidates(key, variant)
+        return self._candidates(self._scored(cands, key, heads))
+
+    def _key_candidates(self, key: str, variant: int) -> tuple[list[_Cand], set[str]]:
+        """(candidates, head nouns) of a key hit: every code that lists the key, and the occupations whose
+        official title names it without listing it ("engineering manager" is listed only under
+        production managers and maintenance supervisors; Architectural and Engineering Managers is meant)."""
         votes = self._votes[key]
         total = sum(votes.values())
         cands = [_Cand(c, "exact", 1.0, w / total, w, variant, key) for c, w in votes.items()]
         heads = {self._split(h) for h in head_nouns(key)}
-        return self._candidates(self._scored(cands, key, heads))
+        return cands + self._official_candidates(key, heads, variant, votes), heads
+
+    def _official_candidates(self, query: str, heads: set[str], variant: int, listed) -> list[_Cand]:
+        return [_Cand(code, "official", overlap, 0.0, 0.0, variant)
+                for code, overlap in self._official_codes(query, heads, listed)]
 
     def _fuzzy(self, query: str) -> list[_Cand]:
         fuzz, process = self._fuzz, self._process
@@ -342,10 +362,7 @@ class TitleNormalizer(TitleIndex):
         """(candidates, query, head nouns) of a raw title; a key hit offers every code of the key."""
         _, key, cands, query, heads = self._gather(raw[:300])
         if isinstance(cands, int):
-            votes = self._votes[key]
-            total = sum(votes.values())
-            cands = [_Cand(c, "exact", 1.0, w / total, w, cands, key) for c, w in votes.items()]
-            query, heads = key, {self._split(h) for h in head_nouns(key)}
+            (cands, heads), query = self._key_candidates(key, cands), key
         return cands, query, heads
 
     def _candidate_features(self, raw: str) -> list[tuple[list[float], str]]:
@@ -393,6 +410,8 @@ class TitleNormalizer(TitleIndex):
             float(fuzzy and head) * c.sim,
             float(semantic and head) * c.sim,
             self._head_spread.get(words[0], 0.0) if len(words) == 1 else 0.0,
+            *self._official_match(words, heads, c.code),
+            float(c.method == "official"),
         ]
 
     def _affinity(self, query: str, code: str) -> float:
@@ -401,14 +420,17 @@ class TitleNormalizer(TitleIndex):
         return sum(weights.get(w, 0.0) for w in set(query.split()))
 
     def _scored(self, cands: list[_Cand], query: str, heads: set[str]) -> list[tuple[float, _Cand, list[float]]]:
-        """Candidates ranked by the ranking model: (probability it is acceptable, candidate, features)."""
+        """Candidates ranked by the ranking model: (its probability among the title's candidates, candidate,
+        features)."""
         if not cands:
             return []
         best_sim: dict[str, float] = {}
         for c in cands:
             best_sim[c.method] = max(best_sim.get(c.method, 0.0), c.sim)
         feats = [self._features(c, query, heads, best_sim, len(cands)) for c in cands]
-        p = 1.0 / (1.0 + np.exp(-(np.asarray(feats) @ self._rank_coef)))
+        z = np.asarray(feats) @ self._rank_coef
+        p = np.exp(z - z.max())
+        p /= p.sum()  # a softmax over the title's candidates: how the ranking model was fitted
         return sorted(zip(p.tolist(), cands, feats), key=lambda pcf: pcf[0], reverse=True)
 
     @staticmethod

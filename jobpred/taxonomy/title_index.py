@@ -1,6 +1,7 @@
 """The index a :class:`~jobpred.taxonomy.normalize.TitleNormalizer` matches against: every O*NET title
 (official, alternate, short, reported) and ESCO label of every occupation, canonical, with its variants
-("X (Y)" also as X and as Y where Y spells X out), the key vocabulary and the head nouns of each occupation.
+("X (Y)" also as X and as Y where Y spells X out), the key vocabulary and the head nouns of each occupation,
+and each occupation's official title as words, against which a title is read (:meth:`_official_match`).
 
 Built once per normaliser from the packaged tables (``data/title_index.parquet``, or ``titles`` given to
 the normaliser, as ``tools/build_taxonomy.py`` does to hold titles out).
@@ -21,6 +22,9 @@ from jobpred.taxonomy.title_text import (  # the text rules: canonical forms, qu
     _singular,
     canonical,
     head_nouns,
+    QUALIFIERS,
+    official_words,
+    stem_match,
 )
 
 _SOURCE_WEIGHT = {"official": 8.0, "reported": 4.0, "short": 3.0, "alternate": 1.0, "esco": 0.6}
@@ -80,6 +84,71 @@ class TitleIndex:
             for dst, _ in self.taxonomy.related(src) + self.taxonomy.career_changers(src):
                 into[dst] += 1
         self._prior = {c: math.log1p(n) / 5.0 for c, n in into.items()}
+        # Each occupation's official title, as words: what O*NET means by the occupation. A title O*NET also
+        # lists under it in passing ("Staff Engineer" under hardware engineers, "Project Manager" under
+        # A&E managers) shares few of them; the occupation the title names shares its head and modifiers.
+        self._official = {c: tuple(self._split(w) for w in official_words(o.title))
+                          for c, o in self.taxonomy.occupations.items()}
+        self._official_codes_of: dict[str, set[str]] = defaultdict(set)  # official word -> codes using it
+        by_prefix: dict[str, set[str]] = defaultdict(set)  # first 4 letters -> official words
+        for c, ws in self._official.items():
+            for w in ws:
+                self._official_codes_of[w].add(c)
+                by_prefix[w[:4]].add(w)
+        self._official_by_prefix = dict(by_prefix)
+        self._stem_cache: dict[str, frozenset[str]] = {}
+
+    def _stem_hits(self, word: str) -> frozenset[str]:
+        """The official-title words of the same stem as ``word`` (:func:`stem_match`); remembered."""
+        hit = self._stem_cache.get(word)
+        if hit is None:
+            hit = frozenset(o for o in self._official_by_prefix.get(word[:4], ()) if stem_match(word, o))
+            if len(self._stem_cache) < 100_000:
+                self._stem_cache[word] = hit
+        return hit
+
+    def _official_match(self, words: list[str], heads: set[str], code: str) -> tuple[float, float, float]:
+        """How the query reads against the occupation's official title: (idf-weighted share of the query's
+        words the official title uses, 1 if the query's head noun is one of its words, idf-weighted share
+        of the official title's words the query leaves out). "Project Manager" reads as Project Management
+        Specialists, not as Architectural and Engineering Managers; "Assembler" as Team Assemblers more
+        than as Electrical and Electronic Equipment Assemblers."""
+        official = self._official.get(code, ())
+        idf = self._idf
+        total = hit = 0.0
+        matched: set[str] = set()
+        for w in words:
+            weight = idf.get(w, 1.0)
+            total += weight
+            hits = self._stem_hits(w).intersection(official)
+            if hits:
+                hit += weight
+                matched |= hits
+        head = any(self._stem_hits(h).intersection(official) for h in heads)
+        o_total = o_left = 0.0
+        for o in official:
+            weight = idf.get(o, 1.0)
+            o_total += weight
+            o_left += weight * (o not in matched)
+        return (hit / total if total else 0.0), float(head), (o_left / o_total if o_total else 1.0)
+
+    def _official_codes(self, query: str, heads: set[str], listed) -> list[tuple[str, float]]:
+        """The (at most 5) occupations not in ``listed`` whose official title has the query's head noun and
+        at least half of its (idf-weighted) words, with that share, best first."""
+        words = [w for w in query.split() if w not in QUALIFIERS] or query.split()
+        codes: set[str] = set()
+        for h in heads:
+            for o in self._stem_hits(h):
+                codes |= self._official_codes_of[o]
+        found = []
+        for code in codes:
+            if code in listed:
+                continue
+            overlap, head, extra = self._official_match(words, heads, code)
+            if head and overlap >= 0.5:
+                found.append((overlap, -extra, code))
+        found.sort(reverse=True)
+        return [(code, overlap) for overlap, _, code in found[:5]]
 
     def _set_vocabulary(self, keys: list[str]) -> None:
         """Words and adjacent word pairs of the keys: what compound words are split by (:meth:`_split`)."""

@@ -125,6 +125,29 @@ def head_nouns(raw: str) -> list[str]:
     return heads
 
 
+_EXCEPT = re.compile(r",?\s+except\b.*$|,?\s+all other\b.*$", re.IGNORECASE)
+
+
+def official_words(title: str) -> list[str]:
+    """The words of an official O*NET title that say what the occupation is, canonical: without its
+    "Except ..." and "All Other" parts (they name what it is *not*) or conjunctions.
+    "Electronics Engineers, Except Computer" -> ["electronic", "engineer"]."""
+    return [w for w in canonical(_EXCEPT.sub("", title)).split() if w not in ("and", "or", "other")]
+
+
+def stem_match(a: str, b: str) -> bool:
+    """Two canonical words of one stem: equal, or sharing a prefix of at least 4 letters and 60% of the
+    shorter word ("manager" / "management", "nurse" / "nursing", "prep" / "preparation"; not
+    "computer" / "compliance")."""
+    if a == b:
+        return True
+    n = min(len(a), len(b))
+    k = 0
+    while k < n and a[k] == b[k]:
+        k += 1
+    return k >= 4 and k >= 0.6 * n
+
+
 def canonical_keep_of(text: str) -> str:
     """Like :func:`canonical` but keeping "of" (for "head of X" / "director of X")."""
     text = _POSSESSIVE.sub("", unicodedata.normalize("NFKC", text).casefold()).replace("&", " and ")
