@@ -15,6 +15,7 @@ import pytest
 from trainkit import REPO, oracle_run
 
 from jobpred.config import load_config
+from jobpred.predict import MERGED_DIR
 from jobpred.rundir import RunDir
 from jobpred.taxonomy import Taxonomy
 
@@ -82,8 +83,10 @@ def test_every_example_gets_a_valid_ranked_prediction_per_predictor(predicted):
         assert {"reason", "raw_output", "answer_method", "error"} <= set(table.columns)
 
 
-def test_adapters_are_applied_per_row_in_one_engine(predicted):
+def test_adapters_change_the_output_and_two_model_chains_its_steps(predicted):
+    """On local.yaml's path: each adapter merged into a copy of the base, one engine per model."""
     run_dir, _ = predicted
+    assert {p.name for p in (run_dir / MERGED_DIR).iterdir()} >= {"joint", "reasoner", "predictor"}
     base = pl.read_parquet(run_dir / "predictions" / "zero-shot-reason.parquet").sort("example_id")
     joint = pl.read_parquet(run_dir / "predictions" / "joint.parquet").sort("example_id")
     ok = [i for i in range(N) if base["error"][i] is None and joint["error"][i] is None]
