@@ -17,12 +17,12 @@ import polars as pl
 
 from jobpred.taxonomy.onet import read_table
 from jobpred.taxonomy.title_text import (  # the text rules: canonical forms, qualifiers, head nouns
+    QUALIFIERS,
     _canonical_words,
     _context_free,
     _singular,
     canonical,
     head_nouns,
-    QUALIFIERS,
     official_words,
     stem_match,
 )
