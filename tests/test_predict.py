@@ -240,6 +240,23 @@ def test_a_merged_adapter_is_the_adapter_folded_into_the_weights(tmp_path):
     assert (Path(out) / MARKER).stat().st_mtime_ns != stamp  # rebuilt for the changed adapter
 
 
+def test_judged_reasons_of_other_examples_are_not_related_to_accuracy(tmp_path):
+    from jobpred.eval.claims import _quality_vs_accuracy
+    from jobpred.predict.judged import JUDGEMENTS_FILE
+    from jobpred.rundir import RunDir
+
+    run = RunDir(tmp_path / "r")
+    (run.path / "predict").mkdir(parents=True)
+    # judgements of the test split's reasons, then predictions of the val split (no example in common)
+    pl.DataFrame({"predictor": ["joint"], "example_id": ["test-1"], "criterion": ["utility"], "score": [5],
+                  "status": ["ok"]}).write_parquet(run.path / JUDGEMENTS_FILE)
+    preds = run.path / "joint.parquet"
+    pl.DataFrame({"example_id": ["val-1"], "target_code": ["29-1141.00"], "predicted_code": ["29-1141.00"],
+                  "ranked_codes": [["29-1141.00"]], "answer_method": ["exact"]}).write_parquet(preds)
+    table, plots = _quality_vs_accuracy(run, {"joint": preds}, tmp_path)
+    assert table.height == 0 and plots == []
+
+
 def test_the_report_says_when_the_judge_scores_carry_no_signal(tmp_path):
     from jobpred.eval.claims import _reason_quality_section
     from jobpred.rundir import RunDir

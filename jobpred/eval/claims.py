@@ -150,9 +150,9 @@ def _quality_vs_accuracy(run, tables: dict[str, Path], out_dir: Path) -> tuple[p
     for name in judged["predictor"].unique(maintain_order=True):
         if name in tables:
             parts.append(judged.filter(pl.col("predictor") == name).join(per_example(tables[name]), on="example_id"))
-    if not parts:
+    joined = pl.concat(parts) if parts else None
+    if joined is None or joined.height == 0:  # judged reasons of other examples (another split): nothing to relate
         return pl.DataFrame(), []
-    joined = pl.concat(parts)
     cells = joined.group_by("predictor", "criterion", "score").agg(
         (pl.col("em").mean() * 100).alias("acc"), pl.len().alias("n"))
     rows = []

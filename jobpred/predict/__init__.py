@@ -20,7 +20,7 @@ import polars as pl
 from jobpred.config import JobpredConfig
 from jobpred.llm.engine import engine_starts
 from jobpred.predict import batch
-from jobpred.predict.judged import judge_reasons
+from jobpred.predict.judged import JUDGEMENTS_FILE, judge_reasons
 from jobpred.predictions import predictions_dir, split_examples
 from jobpred.ray_utils import init_ray
 from jobpred.rundir import RunDir
@@ -56,6 +56,8 @@ def run(cfg: JobpredConfig, run_dir: str | os.PathLike, eval_run: str | os.PathL
         stats["predict_engine_starts"] = engine_starts() - engines
         if p.judge_reasons:
             stats["judge"] = judge_reasons(cfg, run_, results, examples)
+        else:  # an earlier evaluation's judgements are of other predictions: the report must not use them
+            (run_.path / JUDGEMENTS_FILE).unlink(missing_ok=True)
         stats["engine_starts"] = engine_starts() - engines
         stats["prompt_tokens"] = int(results["prompt_tokens"].sum())
     else:
