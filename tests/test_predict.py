@@ -257,6 +257,15 @@ def test_judged_reasons_of_other_examples_are_not_related_to_accuracy(tmp_path):
     assert table.height == 0 and plots == []
 
 
+def test_an_evaluation_leaves_no_table_of_a_predictor_it_did_not_run(tmp_path):
+    from jobpred.predict.batch import remove_other_tables
+
+    for name in ("joint", "predictor-no-reason", "markov"):
+        (tmp_path / f"{name}.parquet").write_bytes(b"x")
+    remove_other_tables(tmp_path, ["joint", "two-model"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["joint.parquet", "markov.parquet"]  # baselines stay
+
+
 def test_the_report_says_when_the_judge_scores_carry_no_signal(tmp_path):
     from jobpred.eval.claims import _reason_quality_section
     from jobpred.rundir import RunDir

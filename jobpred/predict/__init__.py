@@ -44,6 +44,7 @@ def run(cfg: JobpredConfig, run_dir: str | os.PathLike, eval_run: str | os.PathL
     for name, why in skipped.items():
         print(f"predict: skipping {name}: {why}", flush=True)
     out_dir = predictions_dir(run_dir, eval_run)
+    batch.remove_other_tables(out_dir, predictors)
     stats: dict = {"examples": examples.height, "predictors": predictors, "skipped": skipped}
     started, engines = time.perf_counter(), engine_starts()
     if predictors:

@@ -35,7 +35,7 @@ from pathlib import Path
 import polars as pl
 import pyarrow as pa
 
-from jobpred.config import JobpredConfig, LLMConfig
+from jobpred.config import PREDICTOR_NAMES, JobpredConfig, LLMConfig
 from jobpred.llm import engine
 from jobpred.llm.budget import PromptTooLong, TokenCounter
 from jobpred.models import resolve_model
@@ -294,6 +294,13 @@ def collect(ds, total: int) -> pa.Table:
             bar.update(batch.num_rows)
             bar.set_postfix(tokens_per_s=round(tokens / (time.perf_counter() - start), 1))
     return pa.concat_tables(tables) if tables else RESULT_SCHEMA.empty_table()
+
+
+def remove_other_tables(out_dir: Path, predictors: list[str]) -> None:
+    """Remove the tables of LLM predictors this evaluation does not run: they are of an earlier evaluation
+    (other examples, other models), and the report scores every table it finds."""
+    for name in set(PREDICTOR_NAMES) - set(predictors):
+        (out_dir / f"{name}.parquet").unlink(missing_ok=True)
 
 
 def write_tables(out_dir: Path, examples: pl.DataFrame, results: pl.DataFrame, predictors: list[str]) -> dict:
