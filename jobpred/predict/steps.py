@@ -31,6 +31,7 @@ from typing import Literal
 from jobpred.llm.prompts import (
     ANSWER_PREFILL,
     PROMPTS,
+    STUDENT_PROMPT,
     THINK_PREFILL,
     answer_messages,
     answer_regex,
@@ -89,11 +90,8 @@ uses its training prompt, ``student-<kind>``)."""
 
 
 def prompt_version(step: Step, history_format: str) -> str:
-    name = _STEP_PROMPT[step.kind] if step.adapter is None else _STUDENT_PROMPT[step.kind]
+    name = _STEP_PROMPT[step.kind] if step.adapter is None else STUDENT_PROMPT[step.kind]
     return PROMPTS[name].tagged(history_format)
-
-
-_STUDENT_PROMPT = {"joint": "student-joint", "reason": "student-reason", "predict": "student-predictor"}
 
 
 def step_messages(step: Step, history: str, reason: str | None = None) -> list[dict]:

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from jobpred.llm.budget import PromptTooLong, fit_history
 from jobpred.llm.prompts import (
     PROMPTS,
+    STUDENT_PROMPT,
     answer_output,
     joint_output,
     parse_candidate,
@@ -48,10 +49,10 @@ from jobpred.llm.prompts import (
 ROLES = ("joint", "reasoner", "predictor")
 IGNORE = -100  # label of a token that carries no loss (torch cross_entropy's ignore_index)
 
-ROLE_PROMPT = {"joint": "student-joint", "reasoner": "student-reason", "predictor": "student-predictor"}
-"""Role -> the name of its prompt in :data:`jobpred.llm.prompts.PROMPTS`."""
 ROLE_STUDENT = {"joint": "joint", "reasoner": "reason", "predictor": "predict"}
 """Role -> its kind of :func:`jobpred.llm.prompts.student_messages` (the prediction step it serves)."""
+ROLE_PROMPT = {role: STUDENT_PROMPT[kind] for role, kind in ROLE_STUDENT.items()}
+"""Role -> the name of its prompt in :data:`jobpred.llm.prompts.PROMPTS`."""
 
 
 def role_prompt_version(role: str, history_format: str) -> str:

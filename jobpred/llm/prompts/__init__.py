@@ -32,6 +32,7 @@ from jobpred.llm.prompts.fences import (
 )
 from jobpred.llm.prompts.generation import (
     ANSWER_PREFILL,
+    STUDENT_PROMPT,
     THINK_PREFILL,
     CandidateParse,
     answer_messages,
@@ -68,6 +69,7 @@ __all__ = [
     "JUDGE_MODELS",
     "JUDGE_SCHEMAS",
     "PROMPTS",
+    "STUDENT_PROMPT",
     "THINK_PREFILL",
     "CandidateParse",
     "CoherenceJudgement",

@@ -243,6 +243,8 @@ _STUDENT_TASK = {
     "predict": "Using the history and the REASON, give the next O*NET-SOC 2019 occupation in <answer> tags.",
 }
 STUDENT_KINDS = tuple(_STUDENT_TASK)
+STUDENT_PROMPT = {"joint": "student-joint", "reason": "student-reason", "predict": "student-predictor"}
+"""Student kind -> the name of its prompt in :data:`jobpred.llm.prompts.PROMPTS`."""
 
 
 def student_messages(kind: str, history: str, reason: str | None = None) -> list[dict]:
