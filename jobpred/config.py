@@ -297,8 +297,12 @@ class PredictConfig(_Section):
         default_factory=LLMConfig, description="The engine (model: the top-level one; LoRA rank: train.lora's).")
     max_tokens: int = Field(256, ge=8, description="Most generated tokens of a step that writes a reason.")
     answer_max_tokens: int = Field(32, ge=4, description="Most generated tokens of an answer-only step.")
-    answer_mode: Literal["free", "constrained"] = Field(
-        "free", description="'free': generate, then map to O*NET; 'constrained': a regex forces an official title.")
+    answer_mode: Literal["free", "constrained", "ranked"] = Field(
+        "free", description="'free': generate, then map to O*NET; 'constrained': a regex forces an official title; "
+        "'ranked': candidate occupations ranked by the model's likelihood of each title (vLLM backend only).")
+    rank_candidates: int = Field(
+        32, ge=2, le=200, description="'ranked' mode: candidate occupations scored per example (the history's, "
+        "their Related Occupations and Career Changers moves, the generated answer's).")
     base_apart_from_adapters: bool = Field(
         False, description="Base-model predictors, then adapter ones, as two pipeline executions (vLLM's CPU build).")
     adapters: Literal["lora", "merged"] = Field(
@@ -310,6 +314,13 @@ class PredictConfig(_Section):
     judge_reasons: bool = Field(
         True, description="Judge (reasons.judge) the generated test reasons; the report relates scores to accuracy.")
     judge_max_examples: int | None = Field(None, ge=1, description="Judge the first N per predictor (None: all).")
+
+    @model_validator(mode="after")
+    def _ranked_needs_vllm(self) -> PredictConfig:
+        if self.answer_mode == "ranked" and self.engine.backend != "vllm":
+            raise ValueError("answer_mode 'ranked' scores titles with vLLM prompt logprobs: it needs "
+                             "predict.engine.backend 'vllm'")
+        return self
 
 
 class ServeConfig(_Section):

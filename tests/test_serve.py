@@ -396,3 +396,102 @@ def test_a_record_gets_the_same_prompts_and_answer_online_as_in_batch(ranker, an
     # the scripts exercise the model's answer, a free-text phrase and a fall-back
     methods = {rows[n]["answer_method"] for n in names}
     assert "exact" in methods and len(methods) >= 3, methods
+
+
+def _title_score(messages: list[dict]) -> float:
+    """A scripted model for the ranked mode: a fixed, title-dependent log-likelihood."""
+    title = messages[-1]["content"].rsplit("<answer>", 1)[1].removesuffix("</answer>")
+    return -(sum(map(ord, title)) % 97) / 10
+
+
+def _batch_ranked(cfg, rec, ranker, names):
+    """The ranked batch pipeline's actors on one example, scripted generation and scoring in place of the
+    engines; returns (result rows, generation requests, scoring requests)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from jobpred.predict.batch import BuildRequests, RankLikelihood, ScoreRequests
+    from jobpred.predict.records import resolve_history
+    from jobpred.predict.steps import generation_steps
+
+    example = {"example_id": "e", "education": [e.model_dump() for e in rec.education],
+               "history": resolve_history(rec, ranker.normalizer, ranker.taxonomy)}
+    kwargs = {"cfg": cfg, "names": names, "adapter_paths": {a: a for a in ("joint", "reasoner", "predictor")}}
+    table = BuildRequests(**kwargs)(pa.Table.from_pylist([example]))
+    gen: dict[str, list] = {n: [] for n in names}
+    texts = []
+    for r in table.to_pylist():
+        real = bool(generation_steps(r["predictor"], "ranked"))
+        if real:
+            gen[r["predictor"]].append(r["messages"])
+        texts.append(SCRIPTS[r["predictor"]][0] if real else "-")
+    n = table.num_rows
+    table = (table.drop_columns(["messages", "sampling"])
+             .append_column("generated_text", pa.array(texts, pa.string()))
+             .append_column("prompt_tokens", pa.array([1] * n, pa.int32()))
+             .append_column("generated_tokens", pa.array([1] * n, pa.int32()))
+             .append_column("llm_seconds", pa.array([0.0] * n))
+             .append_column("llm_error", pa.array([""] * n, pa.string())))
+    scored = ScoreRequests(**kwargs, generated=True)(table)
+    rows = scored.to_pylist()
+    scores = [[_title_score(r["messages"])] for r in rows]
+    scored = (scored.append_column("prompt_tokens", pa.array([1] * len(rows), pa.int32()))
+              .append_column("scored_token_ids", pa.array([[1]] * len(rows), pa.list_(pa.int64())))
+              .append_column("scored_logprobs", pa.array(scores, pa.list_(pa.float64())))
+              .append_column("llm_error", pa.array([""] * len(rows), pa.string())))
+    rank = RankLikelihood(**kwargs)
+    out = {}
+    for name in names:
+        group = scored.filter(pc.equal(scored["predictor"], name))
+        out[name] = rank(group).to_pylist()[0]
+    return out, gen, {n: [(r["model"], r["messages"], r["score_from"]) for r in rows if r["predictor"] == n]
+                      for n in names}
+
+
+def test_ranked_mode_scores_the_same_candidates_online_as_in_batch(ranker):
+    """The ranked mode behind both paths: the same reasons generated, the same candidates scored from the
+    same prompt position, the same ranking, every first choice the model's."""
+    from jobpred.config import JobpredConfig
+    from jobpred.llm.budget import TokenCounter
+    from jobpred.predict.batch import engine_config
+    from jobpred.schema import CareerRecord
+
+    names = ["zero-shot", "zero-shot-reason", "joint", "two-model", "predictor-no-reason"]
+    cfg = JobpredConfig(predict={"top_k": 5, "max_tokens": 64, "answer_max_tokens": 16, "answer_mode": "ranked",
+                                 "rank_candidates": 8, "predictors": names, "engine": {"max_model_len": 1024}})
+    rec = CareerRecord.model_validate(record(titles=("Registered Nurse", "Charge Nurse", "Nurse Educator")))
+    rows, gen, sent = _batch_ranked(cfg, rec, ranker, names)
+    count = TokenCounter(engine_config(cfg))
+    calls: list = []
+    scored: list = []
+
+    async def generate(model, messages, sampling):
+        calls.append(messages)
+        return SCRIPTS[current[0]][len(calls) - 1]
+
+    async def score(model, messages, start):
+        scored.append((model, messages, start))
+        return _title_score(messages)
+
+    service = PredictService(model_id="base", adapters={"joint", "reasoner", "predictor"}, generate=generate,
+                             count=count, context=count.context, predict=cfg.predict, ranker=ranker, score=score)
+    current = [""]
+    for name in names:
+        current[0] = name
+        calls.clear()
+        scored.clear()
+        online = asyncio.run(service.predict(rec, name, asyncio.run(service.prepare(rec, name))))
+        batch = rows[name]
+        assert calls == gen[name], name  # the same generation prompts (none for zero-shot, predictor-no-reason)
+        adapters = {"joint", "reasoner", "predictor"}
+        assert [m.split(":", 1)[1] if ":" in m else "base" for m, _, _ in scored] == [
+            m if m in adapters else "base" for m, _, _ in sent[name]], name  # the same model per candidate
+        assert [msgs for _, msgs, _ in scored] == [msgs for _, msgs, _ in sent[name]], name
+        assert [s for _, _, s in scored] == [s for _, _, s in sent[name]], name
+        assert online["answer_method"] == batch["answer_method"] == "likelihood", name
+        assert [t["code"] for t in online["top_k"]] == batch["ranked_codes"], name
+        assert [t["score"] for t in online["top_k"]] == batch["ranked_scores"], name
+        assert online["reason"] == batch["reason"], name
+        # the scores decide: the first choice is the best-scored candidate
+        best = max(sent[name], key=lambda c: _title_score(c[1]))[1][-1]["content"]
+        assert best.endswith(f"<answer>{ranker.taxonomy.title(batch['ranked_codes'][0])}</answer>"), name

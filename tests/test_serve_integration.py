@@ -143,3 +143,22 @@ def test_serve_run_builder_refuses_without_keys_and_builds_the_graph(tmp_path, m
     assert llm.lora_config is not None and llm.engine_kwargs["enable_lora"] and llm.engine_kwargs["max_lora_rank"] == 8
     auto = server._bound_deployment._deployment_config.autoscaling_config
     assert (auto.min_replicas, auto.max_replicas) == (1, 2)
+
+
+def test_ranked_answers_score_the_candidates_on_the_replicas(http):
+    """``?answer_mode=ranked``: every candidate title scored by the engine replica (prompt logprobs); the
+    first choice is the model's, the top-k carries probabilities over the candidates."""
+    from jobpred.taxonomy import Taxonomy
+
+    taxonomy = Taxonomy.load()
+    rec = record("ranked", titles=("Registered Nurse", "Charge Nurse"))
+    for predictor in ("joint", "zero-shot"):
+        r = http.post("/v1/predict", params={"predictor": predictor, "answer_mode": "ranked"}, json=rec,
+                      headers=_auth())
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["answer_method"] == "likelihood" and body["occupation"]["code"] in taxonomy
+        scores = [t["score"] for t in body["top_k"]]
+        assert scores == sorted(scores, reverse=True) and 0 < sum(scores) <= 1.001 and scores[0] > 0
+    bad = http.post("/v1/predict", params={"answer_mode": "best"}, json=rec, headers=_auth())
+    assert bad.status_code == 422 and bad.json()["error"]["param"] == "answer_mode"

@@ -70,12 +70,19 @@ def engine_starts() -> int:
     return _ENGINE_STARTS[0]
 
 
-def build_processor(cfg: LLMConfig) -> Callable:
-    """A function ``Dataset -> Dataset`` that runs every row's chat through the configured model."""
+def build_processor(cfg: LLMConfig, score: bool = False) -> Callable:
+    """A function ``Dataset -> Dataset`` that runs every row's chat through the configured model.
+
+    ``score``: instead of generating, score the end of each prompt (vLLM only): rows carry ``score_from``, the
+    prompt position scoring starts at, and gain ``scored_token_ids`` (the prompt's tokens from there on)
+    and ``scored_logprobs`` (each one's logprob given the tokens before it; None where the engine served the
+    position from its prefix cache and so computed none: :mod:`jobpred.predict.likelihood`)."""
     if cfg.backend == "http":
+        if score:
+            raise ValueError("scoring prompts (predict.answer_mode 'ranked') needs the vllm backend")
         return _http_processor(cfg)
     _ENGINE_STARTS[0] += cfg.concurrency
-    return _vllm_processor(cfg)
+    return _vllm_processor(cfg, score)
 
 
 # ---- vLLM ---------------------------------------------------------------------------------------------
@@ -94,8 +101,41 @@ def _vllm_sampling(sampling: dict) -> dict:
     return params
 
 
+_SCORE_PARAMS = {"max_tokens": 1, "temperature": 0.0, "prompt_logprobs": 0, "detokenize": False,
+                 # the candidates of one prompt share all but its end: read that from the prefix cache
+                 # (vLLM skips the cache for prompt logprobs by default, which costs seven times more here)
+                 "skip_reading_prefix_cache": False}
+
+
 def _vllm_preprocess(row: dict) -> dict:
     return {"messages": row["messages"], "sampling_params": _vllm_sampling(json.loads(row["sampling"]))}
+
+
+def _score_preprocess(row: dict) -> dict:
+    # the scored_* keys exist from here on: error rows bypass postprocess, and every row needs the same keys
+    return {"messages": row["messages"], "sampling_params": dict(_SCORE_PARAMS), "score_from": row["score_from"],
+            "scored_token_ids": None, "scored_logprobs": None}
+
+
+def _score_postprocess(row: dict) -> dict:
+    """Prompt logprobs -> the logprobs of the tokens from ``score_from`` on. A position's logprob counts only
+    when its token is the prompt's: positions served from the prefix cache hold whatever was in memory."""
+    ids = row.get("prompt_token_ids")
+    if ids is None:
+        ids = row.get("tokenized_prompt")
+    ids = [int(t) for t in ids]
+    logprobs = row.get("prompt_logprobs") or []
+    start = int(row["score_from"])
+    out = []
+    for pos in range(start, len(ids)):
+        entries = logprobs[pos] if pos < len(logprobs) else None
+        entry = None
+        if entries:
+            entry = entries.get(ids[pos], entries.get(str(ids[pos])))
+        out.append(float(entry["logprob"]) if entry is not None else None)
+    row["scored_token_ids"], row["scored_logprobs"] = ids[start:], out
+    row["prompt_logprobs"] = None  # large and no longer needed
+    return row
 
 
 def _identity(row: dict) -> dict:
@@ -104,7 +144,7 @@ def _identity(row: dict) -> dict:
     return row
 
 
-def _vllm_processor(cfg: LLMConfig) -> Callable:
+def _vllm_processor(cfg: LLMConfig, score: bool = False) -> Callable:
     from ray.data.llm import build_processor as ray_build_processor
     from ray.data.llm import vLLMEngineProcessorConfig
 
@@ -133,7 +173,8 @@ def _vllm_processor(cfg: LLMConfig) -> Callable:
         detokenize_stage=False,  # the engine already returns text; one actor fewer per processor
     )
     processor = ray_build_processor(
-        config, preprocess=_vllm_preprocess, postprocess=_identity,
+        config, preprocess=_score_preprocess if score else _vllm_preprocess,
+        postprocess=_score_postprocess if score else _identity,
         preprocess_map_kwargs={"num_cpus": _LIGHT_CPU}, postprocess_map_kwargs={"num_cpus": _LIGHT_CPU},
     )
 

@@ -40,9 +40,10 @@ from jobpred.llm import engine
 from jobpred.llm.budget import PromptTooLong, TokenCounter
 from jobpred.models import resolve_model
 from jobpred.predict.answers import AnswerRanker
+from jobpred.predict.likelihood import recover_shared_positions, title_logprob
 from jobpred.predict.merged import merged_model
 from jobpred.predict.predictor import Predictor, State, StepRequest
-from jobpred.predict.steps import adapters_needed, predictor_steps
+from jobpred.predict.steps import adapters_needed, generation_steps, predictor_steps, stage_adapters
 from jobpred.predictions import example_features
 from jobpred.rundir import RunDir
 from jobpred.schema import PREDICTIONS_SCHEMA
@@ -57,7 +58,7 @@ REQUEST_SCHEMA = pa.schema([
 ])
 RESULT_SCHEMA = pa.schema([
     ("example_id", pa.string()), ("predictor", pa.string()), ("ranked_codes", pa.list_(pa.string())),
-    ("reason", pa.string()), ("answer_text", pa.string()), ("answer_method", pa.string()),
+    ("ranked_scores", pa.list_(pa.float64())), ("reason", pa.string()), ("answer_text", pa.string()), ("answer_method", pa.string()),
     ("format_problem", pa.string()), ("raw_output", pa.string()), ("error", pa.string()),
     ("prompt_tokens", pa.int32()), ("generated_tokens", pa.int32()), ("history_jobs_dropped", pa.int32()),
     ("adapters", pa.string()), ("prompt_version", pa.string()), ("history_json", pa.string()),
@@ -105,8 +106,9 @@ class _Stage:
             {"temperature": 0.0, "top_p": 1.0, "max_tokens": 1, "seed": 0, **({"regex": "-"} if constrained else {})})
 
     def _model(self, step: int, adapter: str | None) -> str:
+        """The model of engine stage ``step`` (-1: the last, the ranked mode's scoring) for ``adapter``."""
         if self.models is not None:
-            return self.models[min(step, len(self.models) - 1)]
+            return self.models[-1 if step < 0 else min(step, len(self.models) - 1)]
         return self.paths[adapter] if adapter else self.base
 
     def noop(self, step: int) -> dict:
@@ -132,8 +134,9 @@ class BuildRequests(_Stage):
                        "history_codes": codes, "history_jobs_dropped": 0, "error": None}
                 try:
                     state = p.start(ex["education"], ex["history"])
+                    req = p.request(state)  # None: a ranked-mode predictor that generates nothing
                     row.update(history_json=state.history_json, history_jobs_dropped=state.history_jobs_dropped,
-                               **self.columns(p.request(state), 0))
+                               **(self.columns(req, 0) if req else self.noop(0)))
                 except PromptTooLong as exc:
                     row.update(history_json=None, error=f"prompt too long: {exc}", **self.noop(0))
                 rows.append(row)
@@ -188,11 +191,87 @@ class RankAnswers(_Stage):
             tokens = [tokens[0] + (r["prompt_tokens"] or 0), tokens[1] + (r["generated_tokens"] or 0)]
         pred = p.finish(_state(r, texts), error)
         return {"example_id": r["example_id"], "predictor": r["predictor"], "ranked_codes": pred.ranked.codes,
-                "reason": pred.reason, "answer_text": pred.answer_text, "answer_method": pred.ranked.method,
+                "ranked_scores": pred.ranked.scores, "reason": pred.reason, "answer_text": pred.answer_text, "answer_method": pred.ranked.method,
                 "format_problem": pred.format_problem, "raw_output": pred.raw_output, "error": pred.error,
                 "prompt_tokens": tokens[0], "generated_tokens": tokens[1],
                 "history_jobs_dropped": r["history_jobs_dropped"], "adapters": ",".join(p.adapters) or None,
                 "prompt_version": p.prompt_version, "history_json": r["history_json"]}
+
+
+SCORE_COLUMNS = ("example_id", "predictor", "code", "history_json", "history_jobs_dropped", "history_codes",
+                 "error", "s1_generated_text", "s1_llm_error", "s1_prompt_tokens", "s1_generated_tokens",
+                 "prompt_tokens", "scored_token_ids", "scored_logprobs", "llm_error")
+"""What the ranked mode's grouping step reads of each scored candidate row."""
+
+
+class ScoreRequests(_Stage):
+    """Ray Data actor ('ranked' mode): after the generation step, one scoring row per candidate occupation
+    (:meth:`jobpred.predict.predictor.Predictor.score_requests`); a row that failed before keeps one no-op
+    row with ``code`` null, so that every example x predictor still ends as one prediction."""
+
+    def __init__(self, cfg: JobpredConfig, names: list[str], adapter_paths: dict[str, str], generated: bool,
+                 models: tuple[str, ...] | None = None) -> None:
+        super().__init__(cfg, names, adapter_paths, models)
+        self.generated = generated  # the pipeline ran a generation stage before this one
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        batch = _rename_outputs(batch, "s1_") if self.generated else batch
+        rows = []
+        for r in batch.to_pylist():
+            p = self.predictors[r["predictor"]]
+            gen = bool(p.gen_steps) and self.generated
+            keep = {"example_id": r["example_id"], "predictor": r["predictor"], "history_json": r["history_json"],
+                    "history_jobs_dropped": r["history_jobs_dropped"], "history_codes": r["history_codes"],
+                    "s1_generated_text": r.get("s1_generated_text") if gen else None,
+                    "s1_prompt_tokens": r.get("s1_prompt_tokens") if gen else 0,
+                    "s1_generated_tokens": r.get("s1_generated_tokens") if gen else 0}
+            error = r["error"] or (r.get("s1_llm_error") if gen else None) or None
+            keep.update(error=error, s1_llm_error="")
+            requests = [] if error else p.score_requests(_state(r, [keep["s1_generated_text"] or ""] if gen else []))
+            if not requests:
+                rows.append({**keep, "code": None, "score_from": 0, **self.noop(-1)})
+                continue
+            start = p.count(requests[0].prefix)  # the same for every candidate: only the title differs
+            for req in requests:
+                rows.append({**keep, "code": req.code, "score_from": start, "sampling": "{}",
+                             "model": self._model(-1, req.adapter), "messages": req.messages})
+        return pa.Table.from_pylist(rows, schema=SCORE_REQUEST_SCHEMA)
+
+
+SCORE_REQUEST_SCHEMA = pa.schema([
+    ("example_id", pa.string()), ("predictor", pa.string()), ("code", pa.string()), ("history_json", pa.string()),
+    ("history_jobs_dropped", pa.int32()), ("history_codes", pa.list_(pa.string())), ("error", pa.string()),
+    ("s1_generated_text", pa.string()), ("s1_llm_error", pa.string()), ("s1_prompt_tokens", pa.int32()),
+    ("s1_generated_tokens", pa.int32()), ("score_from", pa.int32()), ("model", pa.string()),
+    ("messages", MESSAGES_TYPE), ("sampling", pa.string()),
+])
+
+
+class RankLikelihood(_Stage):
+    """Ray Data ``map_groups`` ('ranked' mode): the scored candidates of one example x predictor -> its
+    RESULT_SCHEMA row, the candidates ranked by log P(title | prompt)."""
+
+    def __call__(self, group: pa.Table) -> pa.Table:
+        rows = group.select(list(SCORE_COLUMNS)).to_pylist()
+        first = rows[0]
+        p = self.predictors[first["predictor"]]
+        scored = [r for r in rows if r["code"] is not None and not r["llm_error"]]
+        logprobs = recover_shared_positions([list(r["scored_token_ids"] or []) for r in scored],
+                                            [list(r["scored_logprobs"] or []) for r in scored])
+        scores = {r["code"]: title_logprob(lp) for r, lp in zip(scored, logprobs)}
+        errors = [r["llm_error"] for r in rows if r["llm_error"]]
+        error = first["error"] or (f"every candidate failed: {errors[0]}" if errors and not scored else None)
+        texts = [first["s1_generated_text"]] if first["s1_generated_text"] is not None else []
+        state = _state(first, texts) if first["history_json"] is not None else None
+        pred = p.finish_ranked(state, scores, error, history_codes=first["history_codes"])
+        prompt_tokens = (first["s1_prompt_tokens"] or 0) + sum(r["prompt_tokens"] or 0 for r in scored)
+        out = {"example_id": first["example_id"], "predictor": first["predictor"], "ranked_codes": pred.ranked.codes,
+               "ranked_scores": pred.ranked.scores, "reason": pred.reason, "answer_text": pred.answer_text, "answer_method": pred.ranked.method,
+               "format_problem": pred.format_problem, "raw_output": pred.raw_output, "error": pred.error,
+               "prompt_tokens": prompt_tokens, "generated_tokens": first["s1_generated_tokens"] or 0,
+               "history_jobs_dropped": first["history_jobs_dropped"], "adapters": ",".join(p.adapters) or None,
+               "prompt_version": p.prompt_version, "history_json": first["history_json"]}
+        return pa.Table.from_pylist([out], schema=RESULT_SCHEMA)
 
 
 def build_pipeline(ds, cfg: JobpredConfig, names: list[str], adapter_paths: dict[str, str],
@@ -201,12 +280,24 @@ def build_pipeline(ds, cfg: JobpredConfig, names: list[str], adapter_paths: dict
     import ray
 
     def econf(step: int) -> LLMConfig:
-        return engine_config(cfg) if models is None else engine_config(cfg, models[min(step, len(models) - 1)])
+        if models is None:
+            return engine_config(cfg)
+        return engine_config(cfg, models[-1 if step < 0 else min(step, len(models) - 1)])
 
     pool = ray.data.ActorPoolStrategy(min_size=1, max_size=1)
     kwargs = {"cfg": cfg, "names": names, "adapter_paths": adapter_paths, "models": models}
     ds = ds.map_batches(BuildRequests, fn_constructor_kwargs=kwargs,
                         batch_size=16, batch_format="pyarrow", num_cpus=_LIGHT_CPU, compute=pool)
+    if cfg.predict.answer_mode == "ranked":
+        generated = any(generation_steps(p, "ranked") for p in names)
+        if generated:
+            ds = engine.build_processor(econf(0))(ds)
+        ds = ds.map_batches(ScoreRequests, fn_constructor_kwargs={**kwargs, "generated": generated},
+                            batch_size=None, batch_format="pyarrow", num_cpus=_LIGHT_CPU, compute=pool)
+        ds = engine.build_processor(econf(-1), score=True)(ds)
+        return ds.groupby(["example_id", "predictor"]).map_groups(
+            RankLikelihood, fn_constructor_kwargs=kwargs, batch_format="pyarrow", num_cpus=_LIGHT_CPU,
+            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=1))
     ds = engine.build_processor(econf(0))(ds)
     two_step = any(len(predictor_steps(p)) > 1 for p in names)
     if two_step:
@@ -244,8 +335,8 @@ def predict_table(examples: pa.Table, cfg: JobpredConfig, predictors: list[str],
         models = None
         if cfg.predict.adapters == "merged" and merged_root is not None:
             base = resolve_model(cfg.adapter_base)
-            models = tuple(merged_model(base, adapter_paths[s.adapter], merged_root) if s.adapter else base
-                           for s in predictor_steps(group[0]))
+            models = tuple(merged_model(base, adapter_paths[a], merged_root) if a else base
+                           for a in stage_adapters(group[0], cfg.predict.answer_mode))
         ds = build_pipeline(ray.data.from_arrow(examples), cfg, group, adapter_paths, models)
         tables.append(collect(ds, examples.num_rows * len(group)))
     return pa.concat_tables(tables)

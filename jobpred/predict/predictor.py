@@ -21,18 +21,22 @@ context, so a two-step predictor also reserves room for the reason it will carry
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from jobpred.config import PredictConfig
 from jobpred.llm.budget import fit_history
-from jobpred.predict.answers import AnswerRanker, RankedAnswer
+from jobpred.predict.answers import FALLBACK_METHODS, AnswerRanker, RankedAnswer
+from jobpred.predict.likelihood import candidate_codes, rank_by_likelihood
 from jobpred.predict.steps import (
     adapters_needed,
+    generation_steps,
     parse_step,
     predictor_steps,
     prompt_version,
+    score_messages,
     step_max_tokens,
     step_messages,
     step_regex,
@@ -50,6 +54,18 @@ class StepRequest:
     max_tokens: int
     regex: str | None
     prefill: bool
+
+
+@dataclass(frozen=True)
+class ScoreRequest:
+    """The 'ranked' mode: score one candidate's title. ``messages`` end with an assistant turn that ends with
+    the answer block naming it; the title's likelihood is that of the tokens from ``prefix``'s length on
+    (``prefix``: the same messages cut before the title, so its token count is where scoring starts)."""
+
+    code: str
+    adapter: str | None
+    messages: list[dict]
+    prefix: list[dict]
 
 
 @dataclass(frozen=True)
@@ -83,6 +99,8 @@ class Predictor:
         self.name, self.steps, self.cfg, self.ranker = name, predictor_steps(name), cfg, ranker
         self.count, self.context, self.history_format = count, context, history_format
         self.adapters = adapters_needed(name)
+        self.ranked = cfg.answer_mode == "ranked"
+        self.gen_steps = generation_steps(name, cfg.answer_mode)  # a prefix of ``steps``
         self.prompt_version = ",".join(prompt_version(s, history_format) for s in self.steps)
         self._titles = ranker.taxonomy.titles() if cfg.answer_mode == "constrained" else None
 
@@ -100,7 +118,7 @@ class Predictor:
     def request(self, state: State) -> StepRequest | None:
         """The next step's request, None when every step has its text."""
         i = len(state.texts)
-        if i == len(self.steps):
+        if i == len(self.gen_steps):
             return None
         step = self.steps[i]
         reason = parse_step(self.steps[0], state.texts[0]).reason or "" if i else ""
@@ -128,10 +146,62 @@ class Predictor:
             error=error,
         )
 
+    # ---- the 'ranked' answer mode ------------------------------------------------------------------------
+
+    def _generated(self, state: State | None, error: str | None) -> tuple[list, RankedAnswer]:
+        texts = state.texts if state else ()
+        parsed = [parse_step(s, t) for s, t in zip(self.gen_steps, texts)]
+        complete = len(parsed) == len(self.gen_steps) and not error
+        last = parsed[-1] if complete and parsed and self.gen_steps[-1].kind == "joint" else None
+        codes = list(state.history_codes if state else ())
+        return parsed, self.ranker.rank(last.answer if last else None, codes, last.alternatives if last else ())
+
+    def score_requests(self, state: State) -> list[ScoreRequest]:
+        """After the generation steps: one request per candidate occupation (the generated answer's, when it
+        mapped, joins the history's; :func:`jobpred.predict.likelihood.candidate_codes`)."""
+        parsed, free = self._generated(state, None)
+        generated = free.codes[0] if free.method not in FALLBACK_METHODS else None
+        reason = next((p.reason for p in parsed if p.reason), None)
+        step = self.steps[-1]
+        codes = candidate_codes(self.ranker.taxonomy, list(state.history_codes), generated, self.cfg.rank_candidates)
+        requests = []
+        for code in codes:
+            messages, prefix = score_messages(step, state.history_json, reason, self.ranker.taxonomy.title(code))
+            requests.append(ScoreRequest(code, step.adapter, messages, prefix))
+        return requests
+
+    def finish_ranked(self, state: State | None, scores: dict[str, float | None], error: str | None = None,
+                      history_codes=()) -> Prediction:
+        """The candidates ranked by their scores (log P(title | prompt)); with none scored (an error, a prompt
+        that did not fit), the free mode's ranking of what was generated, fall-backs included."""
+        if state is None:
+            state = State("", 0, tuple(history_codes))
+        parsed, free = self._generated(state, error)
+        ranked = rank_by_likelihood(self.ranker.taxonomy, scores, self.ranker.top_k) if not error else None
+        if ranked is not None and len(ranked.codes) < self.ranker.top_k:
+            fill = [c for c in free.codes if c not in ranked.codes][: self.ranker.top_k - len(ranked.codes)]
+            ranked = RankedAnswer(ranked.codes + fill, ranked.titles + [self.ranker.taxonomy.title(c) for c in fill],
+                                  ranked.scores + [0.0] * len(fill), ranked.method)
+        last = parsed[-1] if parsed and self.gen_steps[-1].kind == "joint" else None
+        return Prediction(
+            reason=next((p.reason for p in parsed if p.reason), None),
+            answer_text=ranked.titles[0] if ranked else (last.answer if last else None),
+            ranked=ranked or free,
+            format_problem=next((p.problem for p in parsed if p.problem), None),
+            raw_output="\n---\n".join(state.texts),
+            error=error,
+        )
+
     async def run(self, education: list[dict] | None, jobs: list[dict],
-                  generate: Callable[[StepRequest], Awaitable[str]]) -> tuple[State, Prediction]:
-        """Every step with an async ``generate`` (the Serve engine replicas), then :meth:`finish`."""
+                  generate: Callable[[StepRequest], Awaitable[str]],
+                  score: Callable[[ScoreRequest], Awaitable[float | None]] | None = None) -> tuple[State, Prediction]:
+        """Every step with an async ``generate`` (the Serve engine replicas), then :meth:`finish`; in the
+        'ranked' mode the candidates are scored concurrently with ``score`` (log P(title | prompt))."""
         state = self.start(education, jobs)
         while (req := self.request(state)) is not None:
             state = state.add(await generate(req))
-        return state, self.finish(state)
+        if not self.ranked:
+            return state, self.finish(state)
+        requests = self.score_requests(state)
+        scores = await asyncio.gather(*(score(r) for r in requests))
+        return state, self.finish_ranked(state, {r.code: s for r, s in zip(requests, scores)})

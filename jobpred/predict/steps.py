@@ -34,9 +34,11 @@ from jobpred.llm.prompts import (
     STUDENT_PROMPT,
     THINK_PREFILL,
     answer_messages,
+    answer_output,
     answer_regex,
     candidate_messages,
     candidate_regex,
+    joint_output,
     parse_answer,
     parse_candidate,
     parse_reason,
@@ -84,6 +86,23 @@ def adapters_needed(name: str) -> list[str]:
     return [s.adapter for s in predictor_steps(name) if s.adapter is not None]
 
 
+def generation_steps(name: str, answer_mode: str) -> tuple[Step, ...]:
+    """The steps that generate text. In the 'ranked' mode the last step's answer is scored, not generated:
+    an answer-only last step generates nothing, a joint step still writes its reason (its title is then
+    scored after that reason)."""
+    steps = predictor_steps(name)
+    if answer_mode != "ranked" or steps[-1].kind == "joint":
+        return steps
+    return steps[:-1]
+
+
+def stage_adapters(name: str, answer_mode: str) -> tuple[str | None, ...]:
+    """The adapter of each engine stage a predictor uses, in order: its generation steps, then (ranked mode)
+    the scoring of its last step."""
+    adapters = tuple(s.adapter for s in generation_steps(name, answer_mode))
+    return adapters + ((predictor_steps(name)[-1].adapter,) if answer_mode == "ranked" else ())
+
+
 _STEP_PROMPT = {"answer": "answer", "joint": "candidate", "reason": "reason", "predict": "predictor"}
 """Base-model step kind -> the name of its prompt in :data:`jobpred.llm.prompts.PROMPTS` (an adapter's step
 uses its training prompt, ``student-<kind>``)."""
@@ -108,6 +127,20 @@ def step_messages(step: Step, history: str, reason: str | None = None) -> list[d
     if step.kind == "predict":
         return predictor_messages(history, reason or "")
     raise ValueError(f"unknown step kind {step.kind!r}")
+
+
+_ANSWER_CLOSE = "</answer>"
+
+
+def score_messages(step: Step, history: str, reason: str | None, title: str) -> tuple[list[dict], list[dict]]:
+    """The 'ranked' mode's prompt for one candidate title: (messages ending in an assistant turn that ends
+    with the answer block naming ``title``, the same messages cut just before the title). The model's
+    likelihood of the title is that of the tokens the first has after the second's."""
+    messages = [m for m in step_messages(step, history, reason) if m["role"] != "assistant"]
+    whole = joint_output(reason or "", title) if step.kind == "joint" else answer_output(title)
+    head = whole[: len(whole) - len(title) - len(_ANSWER_CLOSE)]
+    return ([*messages, {"role": "assistant", "content": whole}],
+            [*messages, {"role": "assistant", "content": head}])
 
 
 def step_max_tokens(step: Step, reason_tokens: int, answer_tokens: int) -> int:

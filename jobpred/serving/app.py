@@ -82,7 +82,8 @@ def create_app(backend, settings: Settings) -> FastAPI:
         try:
             records, batch, field_predictor = parse_predict_body(await request.body(), settings.max_batch_size)
             predictor = backend.service.resolve(request.query_params.get("predictor") or field_predictor)
-            results = await asyncio.wait_for(_predict_all(backend.service, records, predictor),
+            mode = backend.service.resolve_mode(request.query_params.get("answer_mode"))
+            results = await asyncio.wait_for(_predict_all(backend.service, records, predictor, mode),
                                              settings.request_timeout_s)
         except BadRequest as exc:
             observe("/v1/predict", exc.status, predictor, started)
@@ -150,7 +151,7 @@ def create_app(backend, settings: Settings) -> FastAPI:
     return app
 
 
-async def _predict_all(service, records, predictor: str) -> list[dict]:
+async def _predict_all(service, records, predictor: str, mode: str | None = None) -> list[dict]:
     # Preparation first for every record, so one bad record fails the batch before any model call.
     prepared = [await service.prepare(r, predictor) for r in records]
-    return list(await asyncio.gather(*(service.predict(r, predictor, p) for r, p in zip(records, prepared))))
+    return list(await asyncio.gather(*(service.predict(r, predictor, p, mode) for r, p in zip(records, prepared))))

@@ -136,7 +136,7 @@ class JobpredIngress(OpenAiIngress):
             ranker=AnswerRanker(top_k=cfg.predict.top_k, nearest_min_score=cfg.predict.nearest_min_score),
             temperature=cfg.serve.temperature, related_k=cfg.serve.related_k,
             default=cfg.serve.default_predictor, chat_template_kwargs=engine.chat_template_kwargs,
-            history_format=cfg.history_format)
+            history_format=cfg.history_format, score=self.score)
         self.settings = Settings(digests=digests, max_body_bytes=cfg.serve.max_body_bytes,
                                  request_timeout_s=cfg.serve.request_timeout_s,
                                  max_batch_size=cfg.serve.max_batch_size, observers=[RayMetrics()])
@@ -210,6 +210,32 @@ class JobpredIngress(OpenAiIngress):
         if isinstance(first, ErrorResponse):
             raise ModelError(first.error.message)
         return first.choices[0].message.content or ""
+
+
+    async def score(self, model: str, messages: list[dict], score_from: int) -> float | None:
+        """The 'ranked' mode: log P(the prompt's tokens from ``score_from`` on) from one prefill (prompt
+        logprobs, one generated token); None when the engine returned none. (The OpenAI API has no switch
+        for reading the prefix cache with prompt logprobs, so online each candidate pays its whole prefill.)"""
+        req = ChatCompletionRequest(
+            model=model, messages=messages, temperature=0.0, max_tokens=1, continue_final_message=True,
+            add_generation_prompt=False, prompt_logprobs=0, stream=False,
+            chat_template_kwargs=self.service.chat_template_kwargs)
+        from ray.exceptions import RayError
+
+        stream = self._get_response(body=req, call_method="chat")
+        try:
+            first = await stream.__anext__()
+        except RayError as exc:
+            raise ModelError(f"engine replica unavailable ({type(exc).__name__})", status=503) from None
+        finally:
+            await stream.aclose()
+        first = first[0] if isinstance(first, list) else first
+        if isinstance(first, ErrorResponse):
+            raise ModelError(first.error.message)
+        entries = (first.prompt_logprobs or [])[score_from:]
+        if not entries or any(not e for e in entries):
+            return None
+        return float(sum(next(iter(e.values())).logprob for e in entries))
 
 
 def build_application(cfg: JobpredConfig, run_dir: str | os.PathLike, digests: frozenset[str] | None):

@@ -24,6 +24,8 @@ from jobpred.schema import CareerRecord
 from jobpred.serving.schemas import BadRequest
 
 Generate = Callable[[str, list[dict], dict], Awaitable[str]]
+Score = Callable[[str, list[dict], int], Awaitable["float | None"]]
+"""The 'ranked' mode's model call: ``(model_id, messages, score_from) -> log P(prompt tokens from score_from on)``."""
 
 
 def default_predictor(adapters: set[str]) -> str:
@@ -36,11 +38,17 @@ class PredictService:
     def __init__(self, *, model_id: str, adapters: set[str], generate: Generate, count: Callable[[list[dict]], int],
                  context: int, predict: PredictConfig, ranker: AnswerRanker, temperature: float = 0.0,
                  related_k: int = 10, default: str | None = None, chat_template_kwargs: dict | None = None,
-                 history_format: str = "compact") -> None:
-        self.model_id, self.adapters, self.generate = model_id, set(adapters), generate
+                 history_format: str = "compact", score: Score | None = None) -> None:
+        if predict.answer_mode == "ranked" and score is None:
+            raise ValueError("predict.answer_mode 'ranked' needs a scoring call (score=)")
+        self.model_id, self.adapters, self.generate, self.score = model_id, set(adapters), generate, score
         self.ranker, self.temperature, self.related_k = ranker, temperature, related_k
         self.predictors = {name: Predictor(name, predict, ranker, count, context, history_format)
                            for name in PREDICTORS}
+        # a request may ask for another answer mode (``?answer_mode=``): the same predictors in that mode
+        self._modes = {predict.answer_mode: self.predictors}
+        self._build = lambda mode: {name: Predictor(name, predict.model_copy(update={"answer_mode": mode}), ranker,
+                                                    count, context, history_format) for name in PREDICTORS}
         self.default = default or default_predictor(self.adapters)
         self.chat_template_kwargs = chat_template_kwargs
         # The tokenizer and the title normaliser are not thread-safe: one worker thread does all the
@@ -60,6 +68,17 @@ class PredictService:
             raise BadRequest(404, "predictor", f"{name!r} needs adapter(s) {missing}, which this run has not "
                              f"trained; available predictors: {self.available()}")
         return name
+
+    def resolve_mode(self, mode: str | None) -> str:
+        """The answer mode of a request (None: the configured one); BadRequest naming ``answer_mode``."""
+        modes = ("free", "constrained", "ranked") if self.score is not None else ("free", "constrained")
+        if mode is None:
+            return next(iter(self._modes))
+        if mode not in modes:
+            raise BadRequest(422, "answer_mode", f"unknown answer mode {mode[:40]!r}; expected one of {list(modes)}")
+        if mode not in self._modes:
+            self._modes[mode] = self._build(mode)
+        return mode
 
     def _start(self, record: CareerRecord, predictor: str) -> State:
         jobs = resolve_history(record, self.ranker.normalizer, self.ranker.taxonomy)
@@ -82,14 +101,29 @@ class PredictService:
             sampling["regex"] = req.regex
         return sampling
 
-    async def predict(self, record: CareerRecord, predictor: str, state: State) -> dict:
-        """Run the predictor's steps on a prepared record and shape the response."""
+    def _model(self, adapter: str | None) -> str:
+        return self.model_id if adapter is None else f"{self.model_id}:{adapter}"
+
+    async def _ranked(self, p: Predictor, state: State):
+        """The 'ranked' mode: every candidate title scored concurrently, then ranked as in batch prediction."""
+        loop = asyncio.get_running_loop()
+
+        def plan():
+            requests = p.score_requests(state)
+            return requests, p.count(requests[0].prefix) if requests else 0
+
+        requests, start = await loop.run_in_executor(self._prep, plan)
+        scores = await asyncio.gather(*(self.score(self._model(r.adapter), r.messages, start) for r in requests))
+        return p.finish_ranked(state, {r.code: s for r, s in zip(requests, scores)})
+
+    async def predict(self, record: CareerRecord, predictor: str, state: State, mode: str | None = None) -> dict:
+        """Run the predictor's steps on a prepared record (in answer ``mode``, :meth:`resolve_mode`; None: the
+        configured one) and shape the response."""
         started = time.perf_counter()
-        p = self.predictors[predictor]
+        p = self._modes[self.resolve_mode(mode)][predictor]
         while (req := p.request(state)) is not None:
-            model = self.model_id if req.adapter is None else f"{self.model_id}:{req.adapter}"
-            state = state.add(await self.generate(model, req.messages, self._sampling(req)))
-        pred = p.finish(state)
+            state = state.add(await self.generate(self._model(req.adapter), req.messages, self._sampling(req)))
+        pred = await self._ranked(p, state) if p.ranked else p.finish(state)
         ranked = pred.ranked
         return {
             "person_id": record.person_id,
