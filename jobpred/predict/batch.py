@@ -15,6 +15,13 @@ vLLM engine serves the base model and every LoRA adapter -- there is no engine p
     -> RankAnswers                           parse, map to O*NET, ranked top-k (jobpred/predict/answers.py)
     -> driver: RUN_DIR/predictions/<predictor>.parquet (+ reason, raw output, answer method, error)
 
+With ``predict.answer_mode: ranked`` the answer is scored, not generated (:mod:`jobpred.predict.likelihood`):
+
+    examples -> BuildRequests -> [engine: the reason, for predictors that write one]
+    -> ScoreRequests                         one row per candidate occupation (its title after the prompt)
+    -> engine (score=True)                   prompt logprobs of each title, the shared prefix from the cache
+    -> groupby(example, predictor).map_groups(RankLikelihood) -> the candidates ranked by likelihood
+
 With ``predict.base_apart_from_adapters`` (the CPU configs) the base-model predictors and the adapter
 predictors run as two executions of this pipeline, one after the other: vLLM's CPU LoRA kernels make
 every row of a step pay for LoRA once any row of it uses an adapter (see :func:`execution_groups`).

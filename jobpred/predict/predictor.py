@@ -14,6 +14,10 @@ first ``request`` in one stage, a vLLM stage, ``request`` again for two-step pre
 Both hold one object of this class per predictor, so a record gets the same prompts, the same budget and
 the same ranked answer offline and online (tests/test_predict.py feeds both the same scripted outputs).
 
+In the 'ranked' answer mode only the reason is generated (``request`` stops there); then
+``score_requests`` gives one prompt per candidate occupation and ``finish_ranked`` ranks the candidates by
+the scores the engine returns (:mod:`jobpred.predict.likelihood`).
+
 Budget rule (one for every step): the first prompt plus the tokens of *every* step's output must fit the
 context, so a two-step predictor also reserves room for the reason it will carry into its second prompt
 (``max_tokens`` + ``answer_max_tokens``); the oldest jobs are dropped first (:func:`jobpred.llm.budget.fit_history`).
