@@ -320,6 +320,11 @@ class PredictConfig(_Section):
         if self.answer_mode == "ranked" and self.engine.backend != "vllm":
             raise ValueError("answer_mode 'ranked' scores titles with vLLM prompt logprobs: it needs "
                              "predict.engine.backend 'vllm'")
+        if self.answer_mode == "ranked" and self.adapters != "merged":
+            # vLLM 0.32's LoRA logits layer maps LoRA only to sampled tokens, so prompt logprobs on an
+            # engine with LoRA on kill it (vllm-project/vllm#29955); merged adapters need no LoRA
+            raise ValueError("answer_mode 'ranked' needs predict.adapters 'merged': vLLM 0.32 cannot compute "
+                             "prompt logprobs on an engine with LoRA on (vllm-project/vllm#29955)")
         return self
 
 

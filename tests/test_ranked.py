@@ -40,7 +40,7 @@ def ranker():
 
 
 def _cfg(**predict) -> JobpredConfig:
-    return JobpredConfig(predict={"answer_mode": "ranked", "max_tokens": 64, "answer_max_tokens": 16,
+    return JobpredConfig(predict={"answer_mode": "ranked", "adapters": "merged", "max_tokens": 64, "answer_max_tokens": 16,
                                   "engine": {"max_model_len": 1024}, **predict})
 
 
@@ -141,3 +141,27 @@ def test_ranked_mode_needs_the_vllm_backend():
         _cfg(engine=http)
     with pytest.raises(ValueError, match="vllm backend"):
         build_processor(LLMConfig(**http), score=True)
+
+
+def test_ranked_mode_needs_an_engine_without_lora():
+    """vLLM 0.32 kills an engine with LoRA on that is asked for prompt logprobs: refused at config time, and
+    a server whose replicas serve adapters refuses ranked requests with a 422."""
+    from pydantic import ValidationError
+
+    from jobpred.serving.schemas import BadRequest
+    from jobpred.serving.service import PredictService
+
+    with pytest.raises(ValidationError, match=r"needs predict\.adapters 'merged'"):
+        _cfg(adapters="lora")
+    cfg = JobpredConfig(predict={"engine": {"max_model_len": 1024}})
+    count = TokenCounter(engine_config(cfg))
+
+    async def generate(model, messages, sampling):
+        return ""
+
+    service = PredictService(model_id="base", adapters={"joint"}, generate=generate, count=count,
+                             context=count.context, predict=cfg.predict, ranker=AnswerRanker(top_k=5), score=None)
+    with pytest.raises(BadRequest, match="LoRA") as err:
+        service.resolve_mode("ranked")
+    assert err.value.status == 422 and err.value.field == "answer_mode"
+    assert service.resolve_mode(None) == "free" and service.resolve_mode("constrained") == "constrained"

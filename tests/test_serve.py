@@ -458,7 +458,7 @@ def test_ranked_mode_scores_the_same_candidates_online_as_in_batch(ranker):
 
     names = ["zero-shot", "zero-shot-reason", "joint", "two-model", "predictor-no-reason"]
     cfg = JobpredConfig(predict={"top_k": 5, "max_tokens": 64, "answer_max_tokens": 16, "answer_mode": "ranked",
-                                 "rank_candidates": 8, "predictors": names, "engine": {"max_model_len": 1024}})
+                                 "adapters": "merged", "rank_candidates": 8, "predictors": names, "engine": {"max_model_len": 1024}})
     rec = CareerRecord.model_validate(record(titles=("Registered Nurse", "Charge Nurse", "Nurse Educator")))
     rows, gen, sent = _batch_ranked(cfg, rec, ranker, names)
     count = TokenCounter(engine_config(cfg))

@@ -145,20 +145,14 @@ def test_serve_run_builder_refuses_without_keys_and_builds_the_graph(tmp_path, m
     assert (auto.min_replicas, auto.max_replicas) == (1, 2)
 
 
-def test_ranked_answers_score_the_candidates_on_the_replicas(http):
-    """``?answer_mode=ranked``: every candidate title scored by the engine replica (prompt logprobs); the
-    first choice is the model's, the top-k carries probabilities over the candidates."""
-    from jobpred.taxonomy import Taxonomy
-
-    taxonomy = Taxonomy.load()
+def test_ranked_answers_are_refused_by_replicas_with_lora_on(http):
+    """vLLM 0.32 cannot compute prompt logprobs with LoRA on (its engine dies: vllm-project/vllm#29955), so a
+    server whose replicas serve adapters refuses ``?answer_mode=ranked`` with a 422 -- and keeps serving."""
     rec = record("ranked", titles=("Registered Nurse", "Charge Nurse"))
-    for predictor in ("joint", "zero-shot"):
-        r = http.post("/v1/predict", params={"predictor": predictor, "answer_mode": "ranked"}, json=rec,
-                      headers=_auth())
-        assert r.status_code == 200, r.text
-        body = r.json()
-        assert body["answer_method"] == "likelihood" and body["occupation"]["code"] in taxonomy
-        scores = [t["score"] for t in body["top_k"]]
-        assert scores == sorted(scores, reverse=True) and 0 < sum(scores) <= 1.001 and scores[0] > 0
+    r = http.post("/v1/predict", params={"predictor": "zero-shot", "answer_mode": "ranked"}, json=rec, headers=_auth())
+    assert r.status_code == 422 and r.json()["error"]["param"] == "answer_mode", r.text
+    assert "LoRA" in r.json()["error"]["message"]
     bad = http.post("/v1/predict", params={"answer_mode": "best"}, json=rec, headers=_auth())
     assert bad.status_code == 422 and bad.json()["error"]["param"] == "answer_mode"
+    ok = http.post("/v1/predict", params={"predictor": "zero-shot", "answer_mode": "free"}, json=rec, headers=_auth())
+    assert ok.status_code == 200, ok.text

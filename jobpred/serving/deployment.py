@@ -136,7 +136,8 @@ class JobpredIngress(OpenAiIngress):
             ranker=AnswerRanker(top_k=cfg.predict.top_k, nearest_min_score=cfg.predict.nearest_min_score),
             temperature=cfg.serve.temperature, related_k=cfg.serve.related_k,
             default=cfg.serve.default_predictor, chat_template_kwargs=engine.chat_template_kwargs,
-            history_format=cfg.history_format, score=self.score)
+            # prompt logprobs kill a vLLM 0.32 engine with LoRA on, which the replicas have when adapters exist
+            history_format=cfg.history_format, score=None if self._adapters else self.score)
         self.settings = Settings(digests=digests, max_body_bytes=cfg.serve.max_body_bytes,
                                  request_timeout_s=cfg.serve.request_timeout_s,
                                  max_batch_size=cfg.serve.max_batch_size, observers=[RayMetrics()])

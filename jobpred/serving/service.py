@@ -24,6 +24,8 @@ from jobpred.schema import CareerRecord
 from jobpred.serving.schemas import BadRequest
 
 Generate = Callable[[str, list[dict], dict], Awaitable[str]]
+NO_RANKED = ("the engine replicas serve LoRA adapters, and vLLM 0.32 cannot compute prompt logprobs with LoRA "
+             "on (vllm-project/vllm#29955); use answer_mode free or constrained, or serve the base model alone")
 Score = Callable[[str, list[dict], int], Awaitable["float | None"]]
 """The 'ranked' mode's model call: ``(model_id, messages, score_from) -> log P(prompt tokens from score_from on)``."""
 
@@ -40,7 +42,7 @@ class PredictService:
                  related_k: int = 10, default: str | None = None, chat_template_kwargs: dict | None = None,
                  history_format: str = "compact", score: Score | None = None) -> None:
         if predict.answer_mode == "ranked" and score is None:
-            raise ValueError("predict.answer_mode 'ranked' needs a scoring call (score=)")
+            raise ValueError(f"predict.answer_mode 'ranked' is not available here: {NO_RANKED}")
         self.model_id, self.adapters, self.generate, self.score = model_id, set(adapters), generate, score
         self.ranker, self.temperature, self.related_k = ranker, temperature, related_k
         self.predictors = {name: Predictor(name, predict, ranker, count, context, history_format)
@@ -71,11 +73,13 @@ class PredictService:
 
     def resolve_mode(self, mode: str | None) -> str:
         """The answer mode of a request (None: the configured one); BadRequest naming ``answer_mode``."""
-        modes = ("free", "constrained", "ranked") if self.score is not None else ("free", "constrained")
         if mode is None:
             return next(iter(self._modes))
-        if mode not in modes:
-            raise BadRequest(422, "answer_mode", f"unknown answer mode {mode[:40]!r}; expected one of {list(modes)}")
+        if mode not in ("free", "constrained", "ranked"):
+            raise BadRequest(422, "answer_mode", f"unknown answer mode {mode[:40]!r}; expected free, constrained "
+                             "or ranked")
+        if mode == "ranked" and self.score is None:
+            raise BadRequest(422, "answer_mode", f"'ranked' is not available on this server: {NO_RANKED}")
         if mode not in self._modes:
             self._modes[mode] = self._build(mode)
         return mode
