@@ -198,6 +198,10 @@ class JobpredIngress(OpenAiIngress):
             continue_final_message=sampling["continue_final_message"],
             add_generation_prompt=sampling["add_generation_prompt"],
             chat_template_kwargs=sampling.get("chat_template_kwargs"), stream=False, **extra)
+        return (await self._complete(req)).choices[0].message.content or ""
+
+    async def _complete(self, req: ChatCompletionRequest):
+        """One non-streaming chat completion on the replicas; ModelError (503 while a replica is missing)."""
         from ray.exceptions import RayError
 
         stream = self._get_response(body=req, call_method="chat")
@@ -210,8 +214,7 @@ class JobpredIngress(OpenAiIngress):
         first = first[0] if isinstance(first, list) else first
         if isinstance(first, ErrorResponse):
             raise ModelError(first.error.message)
-        return first.choices[0].message.content or ""
-
+        return first
 
     async def score(self, model: str, messages: list[dict], score_from: int) -> float | None:
         """The 'ranked' mode: log P(the prompt's tokens from ``score_from`` on) from one prefill (prompt
@@ -221,19 +224,7 @@ class JobpredIngress(OpenAiIngress):
             model=model, messages=messages, temperature=0.0, max_tokens=1, continue_final_message=True,
             add_generation_prompt=False, prompt_logprobs=0, stream=False,
             chat_template_kwargs=self.service.chat_template_kwargs)
-        from ray.exceptions import RayError
-
-        stream = self._get_response(body=req, call_method="chat")
-        try:
-            first = await stream.__anext__()
-        except RayError as exc:
-            raise ModelError(f"engine replica unavailable ({type(exc).__name__})", status=503) from None
-        finally:
-            await stream.aclose()
-        first = first[0] if isinstance(first, list) else first
-        if isinstance(first, ErrorResponse):
-            raise ModelError(first.error.message)
-        entries = (first.prompt_logprobs or [])[score_from:]
+        entries = ((await self._complete(req)).prompt_logprobs or [])[score_from:]
         if not entries or any(not e for e in entries):
             return None
         return float(sum(next(iter(e.values())).logprob for e in entries))
