@@ -297,17 +297,22 @@ class PredictConfig(_Section):
         default_factory=LLMConfig, description="The engine (model: the top-level one; LoRA rank: train.lora's).")
     max_tokens: int = Field(256, ge=8, description="Most generated tokens of a step that writes a reason.")
     answer_max_tokens: int = Field(32, ge=4, description="Most generated tokens of an answer-only step.")
-    answer_mode: Literal["free", "constrained", "ranked"] = Field(
+    answer_mode: Literal["free", "constrained", "choice", "ranked"] = Field(
         "free", description="'free': generate, then map to O*NET; 'constrained': a regex forces an official title; "
-        "'ranked': candidate occupations ranked by the model's likelihood of each title (vLLM backend only).")
+        "'choice': a regex forces one of the candidate occupations' titles; 'ranked': the candidate occupations "
+        "ranked by the model's likelihood of each title (vLLM backend only).")
     rank_candidates: int = Field(
-        32, ge=2, le=200, description="'ranked' mode: candidate occupations scored per example (the history's, "
-        "their Related Occupations and Career Changers moves, the generated answer's).")
+        32, ge=2, le=200, description="'choice' and 'ranked' modes: candidate occupations per example (the "
+        "history's, their Related Occupations and Career Changers moves; 'ranked' adds the generated answer's).")
     base_apart_from_adapters: bool = Field(
         False, description="Base-model predictors, then adapter ones, as two pipeline executions (vLLM's CPU build).")
     adapters: Literal["lora", "merged"] = Field(
         "lora", description="'lora': one engine, the adapter chosen per row; 'merged': each adapter merged into "
         "the base, one engine per model (vLLM's CPU build runs LoRA rows several times slower).")
+    one_engine_at_a_time: bool = Field(
+        False, description="A pipeline with two engine stages (two-step predictors; 'ranked' with a reason): the "
+        "first runs to the end before the second's engine starts (one engine in memory at a time, instead of both "
+        "streaming side by side).")
     top_k: int = Field(10, ge=1, le=100, description="Length of each ranked list.")
     nearest_min_score: float = Field(
         0.6, ge=0, le=1, description="Least score for an unmapped answer's nearest title (below: the last job).")

@@ -165,3 +165,40 @@ def test_ranked_mode_needs_an_engine_without_lora():
         service.resolve_mode("ranked")
     assert err.value.status == 422 and err.value.field == "answer_mode"
     assert service.resolve_mode(None) == "free" and service.resolve_mode("constrained") == "constrained"
+
+
+def test_a_choice_predictor_may_answer_only_a_candidate_title(ranker):
+    """'choice': the answer block is held by a regex to the ranked mode's candidates (no generated answer
+    among them), so every first choice is one of them, read as an exact title; the reason stays the model's."""
+    import re
+
+    cfg = _cfg(answer_mode="choice", rank_candidates=6, adapters="lora")
+    count = TokenCounter(engine_config(cfg))
+    jobs = [{"title": "Staff nurse", "onet_code": NURSE, "onet_title": "Registered Nurses", "start": "2015-01",
+             "end": None}]
+    tax = ranker.taxonomy
+    allowed = [tax.title(c) for c in candidate_codes(tax, [NURSE], None, k=6)]
+    other = next(t for t in tax.titles() if t not in allowed)
+    for name in ("joint", "zero-shot"):
+        p = Predictor(name, cfg.predict, ranker, count, count.context)
+        state = p.start(None, jobs)
+        rx = re.compile(p.request(state).regex)
+        head = "<think>\nlikes caring for people\n</think>\n<answer>" if name == "joint" else ""
+        assert all(rx.fullmatch(f"{head}{t}</answer>") for t in allowed), name
+        assert not rx.fullmatch(f"{head}{other}</answer>"), name
+        done = p.finish(state.add(f"{head}{allowed[3]}</answer>"))
+        assert done.ranked.codes[0] == tax.to_code(allowed[3]) and done.ranked.method == "exact"
+    # the answer step has room for the longest official title (answer_max_tokens is 16), or it would be cut
+    longest = max(tax.titles(), key=len)
+    ids = count.tokenizer(f"<answer>{longest}</answer>", add_special_tokens=False)["input_ids"]
+    assert p.request(state).max_tokens >= len(ids) > cfg.predict.answer_max_tokens
+    # the reason step of two-model keeps the reason block's format; its answer step is held to the candidates
+    p = Predictor("two-model", cfg.predict, ranker, count, count.context)
+    state = p.start(None, jobs)
+    assert re.compile(p.request(state).regex).fullmatch("<think>\nlikes caring for people\n</think>")
+    answer = re.compile(p.request(state.add("<think>\nlikes caring\n</think>")).regex)
+    assert answer.fullmatch(f"<answer>{allowed[0]}</answer>") and not answer.fullmatch(f"<answer>{other}</answer>")
+    # no known occupation in the history: every official title is allowed
+    p = Predictor("zero-shot", cfg.predict, ranker, count, count.context)
+    unknown = p.start(None, [{**jobs[0], "onet_code": None}])
+    assert re.compile(p.request(unknown).regex).fullmatch(f"{other}</answer>")

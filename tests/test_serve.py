@@ -348,7 +348,7 @@ def _batch(cfg, rec, ranker, names):
     return {r["predictor"]: r for r in rows}, sent
 
 
-@pytest.mark.parametrize("answer_mode", ["free", "constrained"])
+@pytest.mark.parametrize("answer_mode", ["free", "constrained", "choice"])
 def test_a_record_gets_the_same_prompts_and_answer_online_as_in_batch(ranker, answer_mode):
     """One predictor object behind both paths: the same record and the same scripted outputs give the same
     prompts, budgets and responses (reason, first choice, top-k, method) in every predictor."""

@@ -106,7 +106,7 @@ class _Stage:
         self.cfg, self.paths, self.models = cfg, adapter_paths, models
         self.predictors = predictors(cfg, names)
         self.base = resolve_model(engine_config(cfg).model)
-        constrained = cfg.predict.answer_mode == "constrained"
+        constrained = cfg.predict.answer_mode in ("constrained", "choice")
         # a 1-token request with the same sampling keys as real ones: every row of a batch must carry the
         # same keys (Ray Data builds one Arrow struct of them; a missing key becomes nulls and mixed types)
         self._noop_sampling = json.dumps(
@@ -299,6 +299,8 @@ def build_pipeline(ds, cfg: JobpredConfig, names: list[str], adapter_paths: dict
         generated = any(generation_steps(p, "ranked") for p in names)
         if generated:
             ds = engine.build_processor(econf(0))(ds)
+            if cfg.predict.one_engine_at_a_time:
+                ds = ds.materialize()  # the generation engine stops before the scoring engine starts
         ds = ds.map_batches(ScoreRequests, fn_constructor_kwargs={**kwargs, "generated": generated},
                             batch_size=None, batch_format="pyarrow", num_cpus=_LIGHT_CPU, compute=pool)
         ds = engine.build_processor(econf(-1), score=True)(ds)
@@ -307,6 +309,8 @@ def build_pipeline(ds, cfg: JobpredConfig, names: list[str], adapter_paths: dict
             compute=ray.data.ActorPoolStrategy(min_size=1, max_size=1))
     ds = engine.build_processor(econf(0))(ds)
     two_step = any(len(predictor_steps(p)) > 1 for p in names)
+    if two_step and cfg.predict.one_engine_at_a_time:
+        ds = ds.materialize()  # step 1 runs to the end and its engine stops before step 2's starts
     if two_step:
         ds = ds.map_batches(ChainStep, fn_constructor_kwargs=kwargs,
                             batch_size=None, batch_format="pyarrow", num_cpus=_LIGHT_CPU, compute=pool)

@@ -50,7 +50,7 @@ from jobpred.predict.steps import (
 @dataclass(frozen=True)
 class StepRequest:
     """What to generate next: which adapter (None: the base model), the chat messages, the output budget and,
-    in the 'constrained' answer mode, the regex the output must match. ``prefill``: the last message is an
+    in the 'constrained' and 'choice' answer modes, the regex the output must match. ``prefill``: the last message is an
     assistant turn the model continues (base-model steps), not a new turn."""
 
     adapter: str | None
@@ -107,14 +107,27 @@ class Predictor:
         self.gen_steps = generation_steps(name, cfg.answer_mode)  # a prefix of ``steps``
         self.prompt_version = ",".join(prompt_version(s, history_format) for s in self.steps)
         self._titles = ranker.taxonomy.titles() if cfg.answer_mode == "constrained" else None
+        self.choice = cfg.answer_mode == "choice"
+        # a regex-held answer step must have room for the longest title it may be held to (generation ends
+        # where the regex does, so the room costs nothing); cut short, the answer block stays open
+        self._answer_tokens = cfg.answer_max_tokens
+        if self._titles or self.choice:
+            self._answer_tokens = max(cfg.answer_max_tokens, self._longest_answer(ranker.taxonomy.titles()))
+
+    def _longest_answer(self, titles: list[str]) -> int:
+        """Tokens of the answer block of the longest official titles (by characters: the longest 20 are
+        counted), as the engine tokenises them."""
+        empty = self.count([{"role": "user", "content": ""}])
+        longest = sorted(titles, key=len)[-20:]
+        return max(self.count([{"role": "user", "content": f"<answer>{t}</answer>"}]) - empty for t in longest)
 
     def max_tokens(self, i: int) -> int:
-        return step_max_tokens(self.steps[i], self.cfg.max_tokens, self.cfg.answer_max_tokens)
+        return step_max_tokens(self.steps[i], self.cfg.max_tokens, self._answer_tokens)
 
     def start(self, education: list[dict] | None, jobs: list[dict]) -> State:
         """Fit the history to the budget; raises :class:`jobpred.llm.budget.PromptTooLong`."""
         first = self.steps[0]
-        reserve = self.max_tokens(0) + (self.cfg.max_tokens + self.cfg.answer_max_tokens if len(self.steps) > 1 else 0)
+        reserve = self.max_tokens(0) + (self.cfg.max_tokens + self._answer_tokens if len(self.steps) > 1 else 0)
         history, dropped, _ = fit_history(self.count, self.context, lambda h: step_messages(first, h, ""),
                                           education, jobs, reserve, self.history_format)
         return State(history, dropped, tuple(j.get("onet_code") for j in jobs))
@@ -127,9 +140,17 @@ class Predictor:
         step = self.steps[i]
         reason = parse_step(self.steps[0], state.texts[0]).reason or "" if i else ""
         max_tokens = self.max_tokens(i)
-        regex = step_regex(step, max_tokens, self._titles) if self._titles else None
+        titles = self._titles or (self.choices(state) if self.choice else None)
+        regex = step_regex(step, max_tokens, titles) if titles else None
         return StepRequest(step.adapter, step_messages(step, state.history_json, reason), max_tokens, regex,
                            bool(step.prefill))
+
+    def choices(self, state: State) -> list[str]:
+        """The 'choice' mode's titles, the only ones the answer may name: the ranked mode's candidates
+        (:func:`jobpred.predict.likelihood.candidate_codes`, without a generated answer); every official title
+        when the history has no known occupation to start from."""
+        codes = candidate_codes(self.ranker.taxonomy, list(state.history_codes), None, self.cfg.rank_candidates)
+        return [self.ranker.taxonomy.title(c) for c in codes] or self.ranker.taxonomy.titles()
 
     def finish(self, state: State | None, error: str | None = None, history_codes=()) -> Prediction:
         """Parse the texts and rank the answer. With an ``error`` (or texts missing) the answer counts as

@@ -149,8 +149,9 @@ def step_max_tokens(step: Step, reason_tokens: int, answer_tokens: int) -> int:
 
 
 def step_regex(step: Step, max_tokens: int, titles: list[str]) -> str:
-    """The 'constrained' answer mode: a regex that forces the step's answer to be one official title (a
-    reason step, which names no occupation, is held to the reason block's format)."""
+    """The 'constrained' and 'choice' answer modes: a regex that forces the step's answer to be one of
+    ``titles`` (every official title, or the candidates of 'choice'); a reason step, which names no
+    occupation, is held to the reason block's format."""
     if step.kind == "joint":
         return candidate_regex(max_tokens, prefill=bool(step.prefill), titles=titles)
     if step.kind == "reason":

@@ -25,7 +25,7 @@ from jobpred.serving.schemas import BadRequest
 
 Generate = Callable[[str, list[dict], dict], Awaitable[str]]
 NO_RANKED = ("the engine replicas serve LoRA adapters, and vLLM 0.32 cannot compute prompt logprobs with LoRA "
-             "on (vllm-project/vllm#29955); use answer_mode free or constrained, or serve the base model alone")
+             "on (vllm-project/vllm#29955); use answer_mode free, constrained or choice, or serve the base model alone")
 Score = Callable[[str, list[dict], int], Awaitable["float | None"]]
 """The 'ranked' mode's model call: ``(model_id, messages, score_from) -> log P(prompt tokens from score_from on)``."""
 
@@ -75,9 +75,9 @@ class PredictService:
         """The answer mode of a request (None: the configured one); BadRequest naming ``answer_mode``."""
         if mode is None:
             return next(iter(self._modes))
-        if mode not in ("free", "constrained", "ranked"):
-            raise BadRequest(422, "answer_mode", f"unknown answer mode {mode[:40]!r}; expected free, constrained "
-                             "or ranked")
+        if mode not in ("free", "constrained", "choice", "ranked"):
+            raise BadRequest(422, "answer_mode", f"unknown answer mode {mode[:40]!r}; expected free, constrained, "
+                             "choice or ranked")
         if mode == "ranked" and self.score is None:
             raise BadRequest(422, "answer_mode", f"'ranked' is not available on this server: {NO_RANKED}")
         if mode not in self._modes:
