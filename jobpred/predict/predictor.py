@@ -108,26 +108,31 @@ class Predictor:
         self.prompt_version = ",".join(prompt_version(s, history_format) for s in self.steps)
         self._titles = ranker.taxonomy.titles() if cfg.answer_mode == "constrained" else None
         self.choice = cfg.answer_mode == "choice"
-        # a regex-held answer step must have room for the longest title it may be held to (generation ends
-        # where the regex does, so the room costs nothing); cut short, the answer block stays open
-        self._answer_tokens = cfg.answer_max_tokens
+        # A regex-held answer needs room for the longest title it may be held to, counted at one token per
+        # character: under a regex the model may spell a title in far more tokens than its tokenizer would
+        # (an untuned model went letter by letter, 33 tokens for 46 characters). Generation ends where the
+        # regex does, so the room costs only prompt budget; cut short, the answer block stays open.
+        self._answer_room = 0
         if self._titles or self.choice:
-            self._answer_tokens = max(cfg.answer_max_tokens, self._longest_answer(ranker.taxonomy.titles()))
+            self._answer_room = max(map(len, ranker.taxonomy.titles())) + len("</think>\n<answer></answer>")
 
-    def _longest_answer(self, titles: list[str]) -> int:
-        """Tokens of the answer block of the longest official titles (by characters: the longest 20 are
-        counted), as the engine tokenises them."""
-        empty = self.count([{"role": "user", "content": ""}])
-        longest = sorted(titles, key=len)[-20:]
-        return max(self.count([{"role": "user", "content": f"<answer>{t}</answer>"}]) - empty for t in longest)
+    def _budget(self, i: int) -> int:
+        """Step ``i``'s configured output budget (``max_tokens`` or ``answer_max_tokens``)."""
+        return step_max_tokens(self.steps[i], self.cfg.max_tokens, self.cfg.answer_max_tokens)
 
     def max_tokens(self, i: int) -> int:
-        return step_max_tokens(self.steps[i], self.cfg.max_tokens, self._answer_tokens)
+        """Step ``i``'s output budget with the room of a regex-held answer: an answer step gets at least that
+        room, a joint step that room on top of its reason's budget."""
+        kind = self.steps[i].kind
+        if not self._answer_room or kind == "reason":
+            return self._budget(i)
+        return max(self._budget(i), self._answer_room) if kind != "joint" else self._budget(i) + self._answer_room
 
     def start(self, education: list[dict] | None, jobs: list[dict]) -> State:
         """Fit the history to the budget; raises :class:`jobpred.llm.budget.PromptTooLong`."""
         first = self.steps[0]
-        reserve = self.max_tokens(0) + (self.cfg.max_tokens + self._answer_tokens if len(self.steps) > 1 else 0)
+        reserve = self.max_tokens(0) + (self.cfg.max_tokens + self.max_tokens(len(self.steps) - 1)
+                                        if len(self.steps) > 1 else 0)
         history, dropped, _ = fit_history(self.count, self.context, lambda h: step_messages(first, h, ""),
                                           education, jobs, reserve, self.history_format)
         return State(history, dropped, tuple(j.get("onet_code") for j in jobs))
@@ -139,10 +144,9 @@ class Predictor:
             return None
         step = self.steps[i]
         reason = parse_step(self.steps[0], state.texts[0]).reason or "" if i else ""
-        max_tokens = self.max_tokens(i)
         titles = self._titles or (self.choices(state) if self.choice else None)
-        regex = step_regex(step, max_tokens, titles) if titles else None
-        return StepRequest(step.adapter, step_messages(step, state.history_json, reason), max_tokens, regex,
+        regex = step_regex(step, self._budget(i), titles) if titles else None  # the reason's share: the budget
+        return StepRequest(step.adapter, step_messages(step, state.history_json, reason), self.max_tokens(i), regex,
                            bool(step.prefill))
 
     def choices(self, state: State) -> list[str]:
