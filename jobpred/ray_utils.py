@@ -55,7 +55,7 @@ def job_actors() -> dict[str, tuple[str, str]] | None:
     job = ray.get_runtime_context().get_job_id()
     try:
         actors = list_actors(filters=[("job_id", "=", job)], limit=100_000, raise_on_missing_output=False)
-    except Exception:  # noqa: BLE001 -- no dashboard / state API: the placement is simply not recorded
+    except Exception:  # no dashboard, so no state API: the placement is simply not recorded
         return None
     return {a.actor_id: (a.class_name, a.node_id) for a in actors}
 
