@@ -52,3 +52,18 @@ def test_suite_runs_a_benchmark_and_gathers_its_table(results, monkeypatch):
     again = json.loads(host_files[0].read_text())
     assert again["results"]["score"] == gathered["results"]["score"] and "later" in again["status"]
     assert "## score" in host_files[0].with_suffix(".md").read_text()
+
+
+def test_peak_memory_sums_the_whole_process_tree(capsys):
+    """`python -m benchmarks.peak_memory -- CMD` counts the memory of the processes CMD starts (a Ray driver's
+    workers), not only CMD's own: here a grandchild holds ~300 MB while its parents hold little."""
+    import sys
+
+    from benchmarks import peak_memory
+
+    hold = "import time; x = bytearray(300 * 2**20); x[::4096] = b'1' * len(x[::4096]); time.sleep(3)"
+    parent = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {hold!r}])"
+    assert peak_memory.main(["--interval", "0.3", "--", sys.executable, "-c", parent]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["returncode"] == 0 and out["peak_pss_gib"] >= 0.25
+    assert len(out["largest_at_peak"]) >= 2 and out["largest_at_peak"][0][1] >= 0.25
