@@ -34,7 +34,6 @@ import shutil
 import time
 from pathlib import Path
 
-from jobpred import ray_utils
 from jobpred.config import JobpredConfig
 from jobpred.rundir import RunDir, absolute
 from jobpred.stages import STAGE, STAGE_NAMES, STAGES, SYNTH_INPUT, Stage, input_format_of, train_jobs
@@ -152,14 +151,14 @@ def run_all(cfg: JobpredConfig, run_dir, force: set[str] = frozenset(), progress
             summary[stage.name] = {"action": "skip", "why": why}
             continue
         say(f"{tag} {'redoing' if action == 'redo' else 'starting'} ({why})", flush=True)
-        t, before = time.perf_counter(), ray_utils.job_actors()
+        t = time.perf_counter()
         try:
             result = stage.run(cfg, run.path, **_options(stage, input_spec, progress))
         except BaseException:
             say(f"{tag} FAILED after {_fmt(time.perf_counter() - t)}", flush=True)
             raise
         seconds = round(time.perf_counter() - t, 1)
-        _remember(run, cfg, stage, keys[stage.name], seconds, ray_utils.placement(before))
+        _remember(run, cfg, stage, keys[stage.name], seconds)
         say(f"{tag} done in {_fmt(seconds)}", flush=True)
         summary[stage.name] = {"action": action, "why": why, "seconds": seconds, "result": result}
     report = run.output("report", "report")
@@ -191,14 +190,12 @@ def _clear(run: RunDir, cfg: JobpredConfig, stages: list[Stage]) -> None:
         run.record_stage(RECORD, outputs={}, config=entry["config"], extra={"stages": done})
 
 
-def _remember(run: RunDir, cfg: JobpredConfig, stage: Stage, keys: dict, seconds: float,
-              nodes: dict | None = None) -> None:
-    """Add one finished stage to the manifest's `run` entry (the other stages' records are kept); ``nodes``:
-    where its Ray actors ran (:func:`jobpred.ray_utils.placement`), when Ray's state API could say."""
+def _remember(run: RunDir, cfg: JobpredConfig, stage: Stage, keys: dict, seconds: float) -> None:
+    """Add one finished stage to the manifest's `run` entry (the other stages' records are kept)."""
     manifest = run.manifest()
     done = manifest["stages"].get(RECORD, {}).get("stages", {})
     done[stage.name] = {**keys, "entries": _entries(manifest, stage), "seconds": seconds,
-                        "finished_at": _now(), **({"nodes": nodes} if nodes else {})}
+                        "finished_at": _now()}
     run.record_stage(RECORD, outputs={}, config=cfg, extra={"stages": done})
 
 
