@@ -42,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     if (args.pid is None) == (not cmd):
         ap.error("give a command after -- or --pid, not both")
+    if args.pid is not None and not psutil.pid_exists(args.pid):
+        ap.error(f"--pid {args.pid}: no such process")
     baseline, system_peak, stop = _used(), [0], threading.Event()
 
     def watch_system() -> None:

@@ -278,6 +278,9 @@ class TrainConfig(_Section):
         return self
 
 
+ANSWER_MODES = ("free", "constrained", "choice", "ranked")
+"""How a predictor's answer becomes an occupation (``predict.answer_mode``; per request: ``?answer_mode=``)."""
+
 PREDICTOR_NAMES = ("zero-shot", "zero-shot-reason", "joint", "joint-dpo", "two-model", "two-model-dpo",
                    "predictor-no-reason")
 
@@ -297,7 +300,7 @@ class PredictConfig(_Section):
         default_factory=LLMConfig, description="The engine (model: the top-level one; LoRA rank: train.lora's).")
     max_tokens: int = Field(256, ge=8, description="Most generated tokens of a step that writes a reason.")
     answer_max_tokens: int = Field(32, ge=4, description="Most generated tokens of an answer-only step.")
-    answer_mode: Literal["free", "constrained", "choice", "ranked"] = Field(
+    answer_mode: Literal[ANSWER_MODES] = Field(  # type: ignore[valid-type]
         "free", description="'free': generate, then map to O*NET; 'constrained': a regex forces an official title; "
         "'choice': a regex forces one of the candidate occupations' titles; 'ranked': the candidate occupations "
         "ranked by the model's likelihood of each title (vLLM backend only).")

@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from jobpred.config import PredictConfig
+from jobpred.config import ANSWER_MODES, PredictConfig
 from jobpred.llm.budget import PromptTooLong
 from jobpred.predict.answers import AnswerRanker
 from jobpred.predict.predictor import Predictor, State, StepRequest
@@ -75,9 +75,9 @@ class PredictService:
         """The answer mode of a request (None: the configured one); BadRequest naming ``answer_mode``."""
         if mode is None:
             return next(iter(self._modes))
-        if mode not in ("free", "constrained", "choice", "ranked"):
-            raise BadRequest(422, "answer_mode", f"unknown answer mode {mode[:40]!r}; expected free, constrained, "
-                             "choice or ranked")
+        if mode not in ANSWER_MODES:
+            raise BadRequest(422, "answer_mode", f"unknown answer mode {mode[:40]!r}; expected one of "
+                             f"{', '.join(ANSWER_MODES)}")
         if mode == "ranked" and self.score is None:
             raise BadRequest(422, "answer_mode", f"'ranked' is not available on this server: {NO_RANKED}")
         if mode not in self._modes:
