@@ -14,6 +14,7 @@ import datetime as _dt
 import json
 import os
 import platform
+import re
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -42,6 +43,9 @@ def versions() -> dict[str, str]:
     return found
 
 
+_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
 def absolute(path: str | os.PathLike) -> Path:
     """``path`` made absolute against this process's working directory (``~`` expanded), symlinks kept.
 
@@ -50,7 +54,11 @@ def absolute(path: str | os.PathLike) -> Path:
     read against *their* working directory. Entry points resolve once, here; nothing below them joins a
     relative path to its own working directory.
     """
-    return Path(os.path.abspath(os.path.expanduser(os.fspath(path))))
+    text = os.fspath(path)
+    if _URI.match(text):  # pathlib would make "s3://b/run" a local directory "s3:" (and Ray Data then crash)
+        raise ValueError(f"{text!r}: run directories and inputs in object storage (s3://, gs://) are not supported "
+                         "yet; use a path that every node mounts (cluster.yaml mounts a shared file system)")
+    return Path(os.path.abspath(os.path.expanduser(text)))
 
 
 class RunDir:
