@@ -3,6 +3,8 @@
 Run as:
     python -m benchmarks.bench_train                 # ~6 minutes on a 2-core CPU
     python -m benchmarks.bench_train --steps 8 --rows 16
+    python -m benchmarks.bench_train --before HEAD~1 --only plain    # a change's effect: the step code at a git
+                                                                     # ref beside the working tree, interleaved
 
 Same model (the embedded default, bf16 base, LoRA r=8 on q/k/v/o), same joint-format rows (synthetic
 histories with hand-written oracle reasons, cut to ``--max-length`` tokens by the training cutoff rule),
@@ -12,7 +14,9 @@ same batch size per worker, each measurement in a fresh subprocess, one after th
 - ``ray-1``: ``jobpred.train`` on Ray Train, 1 worker with 2 CPUs (2 threads), Ray Data shard, checkpoints;
 - ``ray-2``: 2 workers with 1 CPU each (1 thread each), DDP over gloo: twice the rows per step.
 ``plain`` runs first and again last, and ``vs_plain`` divides by the mean of the two, to bracket the drift
-of a shared machine. Throughput is the steady state (steps 2..N, from each run's metrics.jsonl: real tokens of prompt + target,
+of a shared machine. ``--before REF`` runs each variant first with the ``jobpred`` package of git ``REF``
+(``git archive``, in a temporary directory the child starts in) and then with the working tree's: a
+change's before and after side by side in one run, with ``vs_before`` and whether the two loss curves agree. Throughput is the steady state (steps 2..N, from each run's metrics.jsonl: real tokens of prompt + target,
 forward + backward + optimiser); wall time includes Ray start, tokenising and worker start-up. Target:
 ray-1 >= 0.9x plain. ``tokens_per_cpu_s`` divides by the CPU time of the training process(es)
 instead of wall time: on a machine shared with other jobs it compares the code paths without the
@@ -23,13 +27,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import LoadAverage, PeakMemory, bench_config, markdown_table, write_results
+from benchmarks.common import REPO, LoadAverage, PeakMemory, bench_config, markdown_table, write_results
 
 VARIANTS = {"plain": {}, "ray-1": {"workers": 1, "cpus": 2}, "ray-2": {"workers": 2, "cpus": 1}}
 
@@ -64,6 +69,19 @@ def _oracle_run(root: Path, rows: int) -> Path:
     return run
 
 
+def _package_at(ref: str, root: Path) -> Path:
+    """A directory to start a child in whose ``jobpred`` is the package at git ``ref`` and whose
+    ``benchmarks`` is this one (``python -m`` puts the start directory first on ``sys.path``)."""
+    tree, shim = root / "tree", root / "shim"
+    tree.mkdir()
+    shim.mkdir()
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", ref, "jobpred"], capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
+    (shim / "jobpred").symlink_to(tree / "jobpred")
+    (shim / "benchmarks").symlink_to(REPO / "benchmarks")
+    return shim
+
+
 def _config(args, variant: str):
     v = VARIANTS[variant]
     return bench_config([
@@ -80,6 +98,7 @@ def child(args) -> dict:
 
 
 def _measure(args, work: Path) -> dict:
+    import jobpred
     from jobpred.train.trainer import AdapterJob, build_spec, read_curve
 
     run = _oracle_run(work, args.rows)
@@ -110,7 +129,7 @@ def _measure(args, work: Path) -> dict:
             "examples_per_s": round(sum(r["examples"] for r in steady) / sum(r["seconds"] for r in steady), 3),
             "tokens_per_cpu_s": round(sum(r["tokens"] for r in steady) / sum(r["cpu_seconds"] for r in steady), 1),
             "step_s": round(sum(r["seconds"] for r in steady) / len(steady), 2), "wall_s": round(wall, 1),
-            "losses": [round(r["loss"], 5) for r in curve]}
+            "losses": [round(r["loss"], 5) for r in curve], "jobpred": str(Path(jobpred.__file__).resolve())}
 
 
 def main() -> None:
@@ -122,23 +141,38 @@ def main() -> None:
     parser.add_argument("--ray-cpus", type=int, default=3, help="logical CPUs of the local Ray")
     parser.add_argument("--only", nargs="+", choices=list(VARIANTS), default=[*VARIANTS, "plain"],
                         help="variants, in order (default: plain, ray-1, ray-2, plain again to bracket the noise)")
+    parser.add_argument("--before", metavar="REF",
+                        help="also run each variant with the jobpred of this git ref, just before the working tree's")
     parser.add_argument("--child", choices=list(VARIANTS), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print("RESULT " + json.dumps(child(args)), flush=True)
         return
     rows = []
-    for variant in args.only:
-        cmd = [sys.executable, "-m", "benchmarks.bench_train", "--child", variant, "--steps", str(args.steps),
-               "--rows", str(args.rows), "--batch", str(args.batch), "--max-length", str(args.max_length),
-               "--ray-cpus", str(args.ray_cpus)]
-        with PeakMemory(interval=0.5) as mem, LoadAverage() as load:
-            out = subprocess.run(cmd, capture_output=True, text=True)
-        if out.returncode != 0:
-            raise RuntimeError(f"{variant} failed: {out.stderr[-3000:]}")
-        result = json.loads(next(x for x in out.stdout.splitlines() if x.startswith("RESULT "))[7:])
-        rows.append({**result, "peak_pss_gb": mem.peak_gb, **load.summary()})
-        print(json.dumps(rows[-1]), flush=True)
+    with tempfile.TemporaryDirectory(prefix="bench-train-ref-") as tmp:
+        before = _package_at(args.before, Path(tmp)) if args.before else None
+        runs = [(v, at) for v in args.only for at in ((before, None) if before else (None,))]
+        for variant, start_dir in runs:
+            cmd = [sys.executable, "-m", "benchmarks.bench_train", "--child", variant, "--steps", str(args.steps),
+                   "--rows", str(args.rows), "--batch", str(args.batch), "--max-length", str(args.max_length),
+                   "--ray-cpus", str(args.ray_cpus)]
+            with PeakMemory(interval=0.5) as mem, LoadAverage() as load:
+                # PYTHONPATH too: Ray Train's workers inherit the environment, not the start directory
+                env = {**os.environ, "PYTHONPATH": str(start_dir)} if start_dir else None
+                out = subprocess.run(cmd, capture_output=True, text=True, cwd=start_dir, env=env)
+            label = f"{variant}@{args.before}" if start_dir else variant
+            if out.returncode != 0:
+                raise RuntimeError(f"{label} failed: {out.stderr[-3000:]}")
+            result = json.loads(next(x for x in out.stdout.splitlines() if x.startswith("RESULT "))[7:])
+            if (start_dir is not None) != result.pop("jobpred").startswith(tmp):  # measured the wrong code
+                raise RuntimeError(f"{label} did not run the jobpred it was meant to")
+            rows.append({**result, "variant": label, "peak_pss_gb": mem.peak_gb, **load.summary()})
+            print(json.dumps(rows[-1]), flush=True)
+    if before:  # each variant against its own run at the ref just before it
+        for prev, row in zip(rows[::2], rows[1::2], strict=True):
+            row["vs_before"] = round(row["tokens_per_s"] / prev["tokens_per_s"], 2)
+            row["vs_before_cpu"] = round(row["tokens_per_cpu_s"] / prev["tokens_per_cpu_s"], 2)
+            row["same_losses_as_before"] = _same_losses(prev["losses"], row["losses"])
     plains = [r for r in rows if r["variant"] == "plain"]
     plain = plains[0] if plains else None
 
@@ -151,12 +185,16 @@ def main() -> None:
     same = None
     ray1 = next((r for r in rows if r["variant"] == "ray-1"), None)
     if plain and ray1:  # identical rows and step order: the loss curves must agree
-        same = all(abs(a - b) <= 1e-3 * abs(a) for a, b in zip(plain["losses"], ray1["losses"]))
+        same = _same_losses(plain["losses"], ray1["losses"])
     payload = {"args": {k: v for k, v in vars(args).items() if k != "child"}, "rows": table,
                "plain_and_ray1_same_losses": same, "losses": {r["variant"]: r["losses"] for r in rows}}
     path = write_results("train", payload)
     print(markdown_table(table))
     print(f"plain and ray-1 loss curves agree: {same}\n{path}")
+
+
+def _same_losses(a: list[float], b: list[float]) -> bool:
+    return len(a) == len(b) and all(abs(x - y) <= 1e-3 * abs(x) for x, y in zip(a, b))
 
 
 if __name__ == "__main__":  # Ray Train workers are separate processes: keep the guard

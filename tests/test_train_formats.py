@@ -158,13 +158,17 @@ def test_step_rows_is_a_pure_function_of_the_step():
 
 
 class _FixedLogits:
-    """A stand-in model: fixed per-row logits (B, T, V), whatever the input."""
+    """A stand-in model: fixed per-row logits (B, T, V) whatever the input, at the positions asked for
+    (``logits_to_keep``: an index tensor, or 0 for all, as transformers' causal LMs take it)."""
 
     def __init__(self, logits):
-        self.logits = logits
+        self.full = logits
 
-    def __call__(self, **kwargs):
-        return self
+    def __call__(self, logits_to_keep=0, **kwargs):
+        import types
+
+        keep = slice(None) if isinstance(logits_to_keep, int) and logits_to_keep == 0 else logits_to_keep
+        return types.SimpleNamespace(logits=self.full[:, keep])
 
 
 def test_dpo_sigmoid_loss_matches_the_formula():
@@ -179,7 +183,7 @@ def test_dpo_sigmoid_loss_matches_the_formula():
              "ref_chosen_logps": torch.tensor([-5.0, -6.0]), "ref_rejected_logps": torch.tensor([-5.5, -4.0])}
     model = _FixedLogits(torch.randn(4, 6, 5))
     logps = sequence_logps(model, ids, batch["attention_mask"], batch["completion_mask"])
-    expected_rows = torch.log_softmax(model.logits[:, :-1], -1).gather(-1, ids[:, 1:, None])[..., 0][:, 2:].sum(1)
+    expected_rows = torch.log_softmax(model.full[:, :-1], -1).gather(-1, ids[:, 1:, None])[..., 0][:, 2:].sum(1)
     assert torch.allclose(logps, expected_rows)
     beta = 0.1
     margin = beta * ((logps[:2] - batch["ref_chosen_logps"]) - (logps[2:] - batch["ref_rejected_logps"]))
@@ -211,6 +215,34 @@ def test_sft_loss_is_the_target_token_mean_across_workers():
     assert total == 6
     losses = [sft_loss(model, b, total / 2)[0].item() for b in parts]
     assert sum(losses) / 2 == pytest.approx(mean, rel=1e-5)
+
+
+def test_sft_loss_on_target_logits_only_has_the_full_losses_gradient():
+    """Logits only where the next token is a target: the same loss and the same gradient as transformers'
+    causal-LM loss over every position, with rows whose targets sit at different positions."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from jobpred.train.objectives import Collator, n_items, sft_loss
+
+    torch.manual_seed(1)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=50, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                                         num_attention_heads=2, num_key_value_heads=1))
+    rows = [{"input_ids": [5, 6, 7, 8, 9, 10, 11], "labels": [IGNORE] * 5 + [10, 11]},
+            {"input_ids": [1, 2, 3, 4], "labels": [IGNORE, 2, 3, IGNORE]}]
+    batch = Collator("sft", pad_token_id=0)(rows)
+
+    def grads(loss):
+        model.zero_grad()
+        loss.backward()
+        return [p.grad.clone() for p in model.parameters()]
+
+    full = model(**batch).loss
+    expected = grads(full)
+    ours, _ = sft_loss(model, batch, n_items("sft", batch))
+    assert ours.item() == pytest.approx(full.item(), rel=1e-5)
+    for a, b in zip(grads(ours), expected, strict=True):
+        assert torch.allclose(a, b, atol=1e-6)
 
 
 def test_plan_jobs():

@@ -8,7 +8,8 @@ Both losses are normalised so that DDP's gradient *average* over workers (and th
 accumulation micro-batches) gives the exact mean of the whole global batch: SFT divides the summed token
 losses by (target tokens of the global step / world size), DPO the summed pair losses by (pairs / world).
 Padding (TRL's ``DataCollatorForLanguageModeling`` / ``DataCollatorForPreference``) and log-probabilities
-(TRL's ``selective_log_softmax``) are TRL's; the cross-entropy is transformers' own causal-LM loss.
+(TRL's ``selective_log_softmax``) are TRL's. Both compute logits only at the positions that predict a
+target token (transformers' ``logits_to_keep`` with an index tensor), never over the whole prompt.
 
 torch and TRL are imported inside the functions: this module is shipped to Ray workers. The TRL names used
 are TRL internals, all behind :func:`_trl` (see the section "TRL internals").
@@ -70,24 +71,39 @@ def n_tokens(batch: dict) -> int:
     return int(batch["attention_mask"].sum())
 
 
-def sft_loss(model, batch: dict, items_per_worker: float):
-    """Summed cross-entropy of the target tokens / ``items_per_worker`` (transformers' causal-LM loss with
-    ``num_items_in_batch``, which shifts labels and ignores -100)."""
-    import torch
+def _target_positions(mask):
+    """Sequence positions whose *next* token is a target in some row: (B, T) bool mask of target tokens ->
+    1-D indices into positions 0..T-2. Only these positions need logits."""
+    return mask[:, 1:].any(dim=0).nonzero().squeeze(1)
 
-    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"],
-                use_cache=False, num_items_in_batch=torch.tensor(items_per_worker))
-    return out.loss, {}
+
+def sft_loss(model, batch: dict, items_per_worker: float):
+    """Summed cross-entropy of the target tokens / ``items_per_worker`` (what transformers' causal-LM loss
+    computes with ``num_items_in_batch``), with logits computed only where the next token is a target
+    (``logits_to_keep``): the 49k-word LM head and its float32 softmax over every prompt position were a
+    large share of the step's FLOPs and of its activation memory, for positions whose loss is ignored."""
+    import torch.nn.functional as F
+
+    labels = batch["labels"]
+    keep = _target_positions(labels != -100)  # (K,)
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False,
+                   logits_to_keep=keep).logits  # (B, K, V)
+    targets = labels[:, keep + 1]  # (B, K): the token each kept position predicts (-100 where not a target)
+    loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=-100, reduction="sum")
+    return loss / items_per_worker, {}
 
 
 def sequence_logps(model, input_ids, attention_mask, completion_mask):
-    """Sum of log p(token) over the completion tokens of each row: (B, T) -> (B,)."""
+    """Sum of log p(token) over the completion tokens of each row: (B, T) -> (B,); logits only where the
+    next token is a completion token (see :func:`sft_loss`)."""
     selective_log_softmax = _trl("selective_log_softmax")
-    logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits  # (B, T, V)
+    keep = _target_positions(completion_mask.bool())  # (K,)
+    logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False,
+                   logits_to_keep=keep).logits  # (B, K, V)
     # float32: summed over a completion, bf16 log-probs (8 bits of mantissa) would round the policy and the
     # reference to the same value and the DPO margin to 0
-    per_token = selective_log_softmax(logits[:, :-1].float(), input_ids[:, 1:])  # (B, T-1): log p(x_t | x_<t)
-    return (per_token * completion_mask[:, 1:]).sum(dim=1)
+    per_token = selective_log_softmax(logits.float(), input_ids[:, keep + 1])  # (B, K): log p(x_t+1 | x_<=t)
+    return (per_token * completion_mask[:, keep + 1]).sum(dim=1)
 
 
 def dpo_loss(model, batch: dict, items_per_worker: float, beta: float):
