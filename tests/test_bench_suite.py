@@ -67,3 +67,19 @@ def test_peak_memory_sums_the_whole_process_tree(capsys):
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["returncode"] == 0 and out["peak_pss_gib"] >= 0.25
     assert len(out["largest_at_peak"]) >= 2 and out["largest_at_peak"][0][1] >= 0.25
+
+
+def test_bench_train_before_runs_the_package_of_a_git_ref(tmp_path):
+    """`bench_train --before REF` starts its child where `import jobpred` is REF's package, not the tree's."""
+    import subprocess
+    import sys
+
+    from benchmarks.bench_train import _package_at
+    from benchmarks.common import REPO
+
+    shim = _package_at("HEAD", tmp_path)
+    assert (shim / "benchmarks").resolve() == REPO / "benchmarks"
+    code = "import jobpred, benchmarks.bench_train, pathlib; print(pathlib.Path(jobpred.__file__).resolve())"
+    out = subprocess.run([sys.executable, "-c", code], cwd=shim, capture_output=True, text=True, check=True,
+                         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(shim)})
+    assert out.stdout.strip() == str((tmp_path / "tree" / "jobpred" / "__init__.py").resolve())

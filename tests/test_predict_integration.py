@@ -115,6 +115,7 @@ def test_report_has_llm_rows_claims_and_judged_reasons(predicted):
     for name in ("markov", "zero-shot", "joint", "two-model"):
         assert f"| {name} |" in report
     assert "## The paper's claims" in report and "(b) joint vs two-model" in report
+    assert "| (a) fine-tuned vs stay | joint - stay |" in report  # the first bar: the last job again
     assert "Not run: **joint-dpo**" in report
     judged = pl.read_parquet(run_dir / "predict" / "reason_judgements.parquet")
     assert set(judged["criterion"]) == {"factuality", "coherence", "utility"}
