@@ -83,3 +83,20 @@ def test_bench_train_before_runs_the_package_of_a_git_ref(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], cwd=shim, capture_output=True, text=True, check=True,
                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(shim)})
     assert out.stdout.strip() == str((tmp_path / "tree" / "jobpred" / "__init__.py").resolve())
+
+
+def test_bench_cost_puts_runs_side_by_side_with_ratios_to_the_first():
+    from benchmarks.bench_cost import compare
+
+    def model(reasons_s, evaluate_s, rows, tokens_per_s, starts):
+        return {"stage_seconds": {"reasons": reasons_s, "evaluate": evaluate_s}, "reasons_examples": 24,
+                "llm_stages": [{"stage": "evaluate: LLM predictors", "rows": rows, "rows_per_s": rows / evaluate_s}],
+                "training": [{"adapter": "joint", "tokens_per_s": tokens_per_s}], "engine_starts": starts}
+
+    table = {r["figure"]: r for r in compare([model(240.0, 600.0, 72, 200.0, 8), model(24.0, 60.0, 720, 300.0, 4)])}
+    assert table["reasons: examples/s end to end"]["run 2 / run 1"] == 10.0
+    assert table["evaluate: LLM predictions/s end to end"]["run 2 / run 1"] == 100.0
+    assert table["train: mean tokens/s per adapter"]["run 2 / run 1"] == 1.5
+    assert table["engine starts per run"]["run 2 / run 1"] == 0.5
+    one = compare([{**model(1.0, 1.0, 1, 1.0, 1), "training": []}, model(1.0, 1.0, 1, 1.0, 1)])
+    assert {r["figure"]: r for r in one}["train: mean tokens/s per adapter"]["run 2 / run 1"] is None
