@@ -282,7 +282,11 @@ ANSWER_MODES = ("free", "constrained", "choice", "ranked")
 """How a predictor's answer becomes an occupation (``predict.answer_mode``; per request: ``?answer_mode=``)."""
 
 PREDICTOR_NAMES = ("zero-shot", "zero-shot-reason", "joint", "joint-dpo", "two-model", "two-model-dpo",
-                   "predictor-no-reason")
+                   "predictor-no-reason", "two-model-swapped")
+REASON_SWAPS = {"two-model-swapped": "two-model"}
+"""Evaluation arms of the reason swap (claim (c)) -> the predictor whose reasons they take: the same two steps,
+but the predictor adapter reads the reason written for *another* person (the next example of the same batch).
+Batch prediction only: Serve has no other person to take a reason from."""
 
 
 class PredictConfig(_Section):
@@ -325,6 +329,11 @@ class PredictConfig(_Section):
 
     @model_validator(mode="after")
     def _ranked_needs_vllm(self) -> PredictConfig:
+        for arm, source in REASON_SWAPS.items():
+            if arm in self.predictors and source not in self.predictors:
+                raise ValueError(f"predict.predictors: {arm} takes the reasons {source} writes; add {source}")
+            if arm in self.predictors and self.answer_mode == "ranked":
+                raise ValueError(f"predict.predictors: {arm} is not available with answer_mode 'ranked'")
         if self.answer_mode == "ranked" and self.engine.backend != "vllm":
             raise ValueError("answer_mode 'ranked' scores titles with vLLM prompt logprobs: it needs "
                              "predict.engine.backend 'vllm'")
@@ -373,6 +382,8 @@ class ServeConfig(_Section):
 
     @model_validator(mode="after")
     def _replicas(self) -> ServeConfig:
+        if self.default_predictor in REASON_SWAPS:
+            raise ValueError(f"serve.default_predictor: {self.default_predictor} is an evaluation arm, not served")
         if self.min_replicas > self.max_replicas:
             raise ValueError(f"serve.min_replicas ({self.min_replicas}) > serve.max_replicas ({self.max_replicas})")
         return self

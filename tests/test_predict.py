@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -278,3 +279,63 @@ def test_the_report_says_when_the_judge_scores_carry_no_signal(tmp_path):
     lines = [" ".join(ln.split()) for ln in _reason_quality_section(run)]
     assert any(ln.startswith("| utility | 48 | 5.00 | 0.00 | 100% | no signal |") for ln in lines)
     assert any(ln.startswith("| coherence | 48 |") and "varies" in ln for ln in lines) and "0.72" in " ".join(lines)
+
+
+def _swap_batch(n_examples: int, fail: set[int] = frozenset()):
+    """BuildRequests -> a scripted step 1 (a reason naming its example) -> ChainStep, for two-model and its
+    reason-swap arm on ``n_examples`` examples; ``fail``: examples whose step 1 errs."""
+    import pyarrow as pa
+
+    from jobpred.predict.batch import BuildRequests, ChainStep
+    from jobpred.predict.records import resolve_history
+
+    cfg = load_config(None, ["predict.predictors=[two-model, two-model-swapped]", "predict.answer_mode=free"])
+    norm, tax = TitleNormalizer(), Taxonomy.load()
+    examples = []
+    for i in range(n_examples):
+        rec = CareerRecord.model_validate({"person_id": f"p{i}", "experience": [
+            {"title": "Nursing assistant", "start": "2012-01", "end": "2017-12"},
+            {"title": "Registered Nurse", "start": "2018-01"}]})
+        examples.append({"example_id": f"e{i}", "education": [], "history": resolve_history(rec, norm, tax)})
+    kwargs = {"cfg": cfg, "names": cfg.predict.predictors, "adapter_paths": {"reasoner": "r", "predictor": "p"}}
+    table = BuildRequests(**kwargs)(pa.Table.from_pylist(examples))
+    ids = table["example_id"].to_pylist()
+    n = table.num_rows
+    step1 = (table.drop_columns(["messages", "sampling"])
+             .append_column("generated_text", pa.array([f"<think>\nreason of {e}\n</think>" for e in ids]))
+             .append_column("prompt_tokens", pa.array([7] * n, pa.int32()))
+             .append_column("generated_tokens", pa.array([5] * n, pa.int32()))
+             .append_column("llm_seconds", pa.array([0.0] * n))
+             .append_column("llm_error", pa.array(["boom" if int(e[1:]) in fail else None for e in ids],
+                                                  pa.string())))
+    return table, ChainStep(**kwargs)(step1).to_pylist()
+
+
+def test_the_reason_swap_gives_each_person_another_persons_reason():
+    requests, rows = _swap_batch(3)
+    assert set(requests["predictor"].to_pylist()) == {"two-model"}  # no reasoner pass of its own
+    swapped = {r["example_id"]: r for r in rows if r["predictor"] == "two-model-swapped"}
+    assert sorted(swapped) == ["e0", "e1", "e2"]
+    given = {e: r["s1_generated_text"] for e, r in swapped.items()}
+    assert all(f"reason of {e}" not in text for e, text in given.items())  # never the person's own
+    assert sorted(given.values()) == sorted(f"<think>\nreason of e{i}\n</think>" for i in range(3))  # each once
+    for e, r in swapped.items():  # step 2 reads the other person's reason with this person's history
+        prompt = json.dumps(r["messages"])
+        assert given[e].split("\n")[1] in prompt and r["s1_generated_tokens"] == 0 and r["error"] is None
+    assert len([r for r in rows if r["predictor"] == "two-model"]) == 3
+
+
+def test_the_reason_swap_says_when_no_other_persons_reason_exists():
+    _, rows = _swap_batch(2, fail={1})
+    swapped = {r["example_id"]: r for r in rows if r["predictor"] == "two-model-swapped"}
+    assert "no other person's reason" in swapped["e0"]["error"]  # e1's reason failed: nobody to swap with
+    assert swapped["e1"]["error"] is None and swapped["e1"]["s1_llm_error"] == "boom"  # its own failure kept
+    assert all(json.loads(r["sampling"])["max_tokens"] == 1 for r in swapped.values())  # no-op step 2
+
+
+def test_a_reason_swap_arm_needs_its_source_predictor_and_generation():
+    with pytest.raises(ValueError, match="two-model"):
+        load_config(None, ["predict.predictors=[joint, two-model-swapped]"])
+    with pytest.raises(ValueError, match="ranked"):
+        load_config(None, ["predict.predictors=[two-model, two-model-swapped]", "predict.answer_mode=ranked",
+                           "predict.adapters=merged"])

@@ -20,7 +20,8 @@ from jobpred.rundir import RunDir
 from jobpred.taxonomy import Taxonomy
 
 N = 4  # test examples predicted
-PREDICTORS = ["zero-shot", "zero-shot-reason", "joint", "two-model", "predictor-no-reason", "joint-dpo"]
+PREDICTORS = ["zero-shot", "zero-shot-reason", "joint", "two-model", "predictor-no-reason", "two-model-swapped",
+              "joint-dpo"]
 
 
 def _random_adapter(cfg, out) -> None:
@@ -94,6 +95,12 @@ def test_adapters_change_the_output_and_two_model_chains_its_steps(predicted):
     two = pl.read_parquet(run_dir / "predictions" / "two-model.parquet")
     chained = two.filter(pl.col("error").is_null())
     assert chained.height and all(len(t.split("\n---\n")) == 2 for t in chained["raw_output"])
+    # the reason swap: the predictor adapter read reasons two-model wrote for the other examples
+    swapped = pl.read_parquet(run_dir / "predictions" / "two-model-swapped.parquet").filter(pl.col("error").is_null())
+    own = dict(zip(two["example_id"], two["reason"]))
+    assert swapped.height and all(r in set(own.values()) for r in swapped["reason"])
+    if len({r for r in own.values() if r is not None}) > 1:  # distinct reasons: someone got another's
+        assert any(own[e] != r for e, r in zip(swapped["example_id"], swapped["reason"]))
 
 
 def test_injection_and_overlong_history_are_contained(predicted):
@@ -116,6 +123,7 @@ def test_report_has_llm_rows_claims_and_judged_reasons(predicted):
         assert f"| {name} |" in report
     assert "## The paper's claims" in report and "(b) joint vs two-model" in report
     assert "| (a) fine-tuned vs stay | joint - stay |" in report  # the first bar: the last job again
+    assert "| (c) own reason vs another person's | two-model - two-model-swapped |" in report
     assert "Not run: **joint-dpo**" in report
     judged = pl.read_parquet(run_dir / "predict" / "reason_judgements.parquet")
     assert set(judged["criterion"]) == {"factuality", "coherence", "utility"}

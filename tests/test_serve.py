@@ -209,6 +209,8 @@ def _bad(title=None, **changes):
     (json.dumps({**record(), "predictor": "gpt-9"}).encode(), 422, "predictor"),
     (json.dumps({**record(), "predictor": 7}).encode(), 422, "predictor"),
     (json.dumps({**record(), "predictor": "two-model"}).encode(), 404, "predictor"),
+    # an evaluation arm (another person's reason): batch only
+    (json.dumps({**record(), "predictor": "two-model-swapped"}).encode(), 422, "predictor"),
 ])
 def test_bad_bodies_are_4xx_naming_the_field(ranker, body, status, field):
     backend = FakeBackend(ranker)

@@ -13,7 +13,8 @@ otherwise -- at the 135M stand-in's size, the last is the honest expectation.
 
 Claim (c) has two parts: accuracy of each reason-writing predictor by the judge's score of its own reason
 (every criterion, 1-5), and the reason swap: the same predictor adapter given the generated reason
-(``two-model``) vs no reason (``predictor-no-reason``).
+(``two-model``) vs no reason (``predictor-no-reason``) vs the reason generated for another person
+(``two-model-swapped``).
 """
 
 from __future__ import annotations
@@ -100,6 +101,10 @@ def claims_section(run, tables: dict[str, Path], scores: dict[str, dict], out_di
     if "two-model" in tables and "predictor-no-reason" in tables:
         cells, numbers["reason swap"] = _diff_row("(c) generated reason vs no reason", "two-model",
                                                   "predictor-no-reason", tables, bootstrap, seed)
+        rows.append(cells)
+    if "two-model" in tables and "two-model-swapped" in tables:
+        cells, numbers["reason swap: another person's"] = _diff_row(
+            "(c) own reason vs another person's", "two-model", "two-model-swapped", tables, bootstrap, seed)
         rows.append(cells)
     lines = ["", "## The paper's claims", "",
              "Paired differences on the same examples (percentage points; paired bootstrap 95% CI, "

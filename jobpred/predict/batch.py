@@ -42,7 +42,7 @@ from pathlib import Path
 import polars as pl
 import pyarrow as pa
 
-from jobpred.config import PREDICTOR_NAMES, JobpredConfig, LLMConfig
+from jobpred.config import PREDICTOR_NAMES, REASON_SWAPS, JobpredConfig, LLMConfig
 from jobpred.llm import engine
 from jobpred.llm.budget import PromptTooLong, TokenCounter
 from jobpred.models import resolve_model
@@ -137,6 +137,8 @@ class BuildRequests(_Stage):
         for ex in batch.to_pylist():
             codes = [j["onet_code"] for j in ex["history"]]
             for name, p in self.predictors.items():
+                if name in REASON_SWAPS:  # its rows are made after step 1, from the reasons of the batch
+                    continue
                 row = {"example_id": ex["example_id"], "predictor": name, "n_steps": len(p.steps),
                        "history_codes": codes, "history_jobs_dropped": 0, "error": None}
                 try:
@@ -160,6 +162,7 @@ class ChainStep(_Stage):
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         batch = _rename_outputs(batch, "s1_")
+        batch = pa.concat_tables([batch, *self.swapped(batch)])
         cols = []
         for r in batch.select(["predictor", "n_steps", "history_json", "history_jobs_dropped", "history_codes",
                                "s1_generated_text", "s1_llm_error", "error"]).to_pylist():
@@ -172,6 +175,31 @@ class ChainStep(_Stage):
         return (batch.append_column("model", pa.array([c["model"] for c in cols], pa.string()))
                 .append_column("messages", pa.array([c["messages"] for c in cols], MESSAGES_TYPE))
                 .append_column("sampling", pa.array([c["sampling"] for c in cols], pa.string())))
+
+
+    def swapped(self, batch: pa.Table) -> list[pa.Table]:
+        """The rows of the reason-swap arms (:data:`jobpred.config.REASON_SWAPS`): a copy of each row of the
+        predictor they take reasons from, given the reason written for the next example of this batch
+        (a rotation: each reason is given once, to someone else). A row whose own step 1 failed keeps its
+        error; with fewer than two usable reasons in the batch there is no other person's reason, which the
+        row's error says (it then gets the ranker's fall-back, like any failed row)."""
+        arms = [arm for arm in self.predictors if arm in REASON_SWAPS]
+        if not arms:
+            return []
+        rows = batch.to_pylist()
+        out = []
+        for arm in arms:
+            own = [r for r in rows if r["predictor"] == REASON_SWAPS[arm]]
+            usable = [i for i, r in enumerate(own) if not (r["error"] or r["s1_llm_error"])]
+            partner = {i: usable[(k + 1) % len(usable)] for k, i in enumerate(usable)} if len(usable) > 1 else {}
+            for i, r in enumerate(own):
+                new = {**r, "predictor": arm, "s1_prompt_tokens": 0, "s1_generated_tokens": 0}  # no reasoner pass
+                if i in partner:
+                    new["s1_generated_text"] = own[partner[i]]["s1_generated_text"]
+                elif i in usable:
+                    new["error"] = "reason swap: no other person's reason in this batch"
+                out.append(new)
+        return [pa.Table.from_pylist(out, schema=batch.schema)] if out else []
 
 
 class RankAnswers(_Stage):

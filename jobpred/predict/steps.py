@@ -16,6 +16,7 @@ requests here, so a predictor means the same thing offline and online.
 | ``two-model``        | reason (``reasoner``) -> predict (``predictor``)        | reason prompt, then predictor prompt with the generated reason |
 | ``two-model-dpo``    | reason (``reasoner-dpo``) -> predict (``predictor``)    | the same                      |
 | ``predictor-no-reason`` | predict (``predictor``) with an empty reason     | the reason-swap experiment    |
+| ``two-model-swapped`` | two-model's, step 2 given another person's reason | the reason swap (batch only) |
 
 Prompts of fine-tuned steps are exactly their training prompts (:func:`jobpred.train.formats.build_messages`,
 no prefill); base-model steps prefill the assistant turn (``<think>`` / ``<answer>``) so a small untuned
@@ -72,6 +73,8 @@ PREDICTORS: dict[str, tuple[Step, ...]] = {
     "two-model": (Step("reason", "reasoner"), Step("predict", "predictor")),
     "two-model-dpo": (Step("reason", "reasoner-dpo"), Step("predict", "predictor")),
     "predictor-no-reason": (Step("predict", "predictor"),),
+    # two-model's steps; batch prediction gives its second step another person's reason (config.REASON_SWAPS)
+    "two-model-swapped": (Step("reason", "reasoner"), Step("predict", "predictor")),
 }
 """Predictor name -> its steps, in order. The last step's answer is the prediction."""
 

@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from jobpred.config import ANSWER_MODES, PredictConfig
+from jobpred.config import ANSWER_MODES, REASON_SWAPS, PredictConfig
 from jobpred.llm.budget import PromptTooLong
 from jobpred.predict.answers import AnswerRanker
 from jobpred.predict.predictor import Predictor, State, StepRequest
@@ -22,6 +22,9 @@ from jobpred.predict.records import resolve_history
 from jobpred.predict.steps import PREDICTORS
 from jobpred.schema import CareerRecord
 from jobpred.serving.schemas import BadRequest
+
+SERVED = tuple(name for name in PREDICTORS if name not in REASON_SWAPS)
+"""The predictors a request may name: all but the reason-swap arms, which need another person's reason."""
 
 Generate = Callable[[str, list[dict], dict], Awaitable[str]]
 NO_RANKED = ("the engine replicas serve LoRA adapters, and vLLM 0.32 cannot compute prompt logprobs with LoRA "
@@ -46,11 +49,11 @@ class PredictService:
         self.model_id, self.adapters, self.generate, self.score = model_id, set(adapters), generate, score
         self.ranker, self.temperature, self.related_k = ranker, temperature, related_k
         self.predictors = {name: Predictor(name, predict, ranker, count, context, history_format)
-                           for name in PREDICTORS}
+                           for name in SERVED}
         # a request may ask for another answer mode (``?answer_mode=``): the same predictors in that mode
         self._modes = {predict.answer_mode: self.predictors}
         self._build = lambda mode: {name: Predictor(name, predict.model_copy(update={"answer_mode": mode}), ranker,
-                                                    count, context, history_format) for name in PREDICTORS}
+                                                    count, context, history_format) for name in SERVED}
         self.default = default or default_predictor(self.adapters)
         self.chat_template_kwargs = chat_template_kwargs
         # The tokenizer and the title normaliser are not thread-safe: one worker thread does all the
@@ -64,7 +67,7 @@ class PredictService:
     def resolve(self, name: str | None) -> str:
         name = name or self.default
         if name not in self.predictors:
-            raise BadRequest(422, "predictor", f"unknown predictor {name[:60]!r}; expected one of {sorted(PREDICTORS)}")
+            raise BadRequest(422, "predictor", f"unknown predictor {name[:60]!r}; expected one of {sorted(SERVED)}")
         missing = [a for a in self.predictors[name].adapters if a not in self.adapters]
         if missing:
             raise BadRequest(404, "predictor", f"{name!r} needs adapter(s) {missing}, which this run has not "
