@@ -267,3 +267,24 @@ def test_import_jobpred_train_is_light():
     code = "import jobpred.train, jobpred.train.data, jobpred.train.trainer, sys; print(' '.join(sys.modules))"
     loaded = set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split())
     assert not {"torch", "ray", "transformers", "peft", "trl", "vllm"} & loaded
+
+
+def test_sequence_logps_on_completion_logits_only_match_the_full_forward():
+    """DPO's summed completion log-probs, with logits only where the next token is a completion token, equal
+    those read off a forward pass over every position (a real tiny Llama, completions of different lengths)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from jobpred.train.objectives import sequence_logps
+
+    torch.manual_seed(2)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=40, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                                         num_attention_heads=2, num_key_value_heads=1))
+    ids = torch.randint(1, 40, (3, 7))
+    attention = torch.tensor([[1] * 7, [1] * 7, [1] * 5 + [0] * 2])
+    completion = torch.tensor([[0, 0, 0, 0, 1, 1, 1], [0, 0, 1, 1, 1, 1, 1], [0, 0, 0, 1, 1, 0, 0]])
+    with torch.no_grad():
+        ours = sequence_logps(model, ids, attention, completion)
+        full = torch.log_softmax(model(input_ids=ids, attention_mask=attention).logits[:, :-1].float(), -1)
+        expected = (full.gather(-1, ids[:, 1:, None])[..., 0] * completion[:, 1:]).sum(1)
+    assert torch.allclose(ours, expected, atol=1e-5)
