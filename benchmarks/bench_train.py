@@ -110,7 +110,8 @@ def _measure(args, work: Path) -> dict:
         from jobpred.train.loop import run_local
 
         path = resolve_model(cfg.model)
-        tokens = Tokenize(path, "joint", "sft", cfg.train.max_length, None)(sft_table(run, "joint", cfg.train))
+        tokens = Tokenize(path, "joint", "sft", cfg.train.max_length, None, cfg.history_format)(
+            sft_table(run, "joint", cfg.train))
         rows = [r for r in tokens.to_pylist() if r["fits"]]
         plan = StepPlan(len(rows), cfg.train.batch_size, 1, cfg.train.epochs, cfg.train.max_steps, cfg.train.seed)
         out = work / "plain"
@@ -168,8 +169,9 @@ def main() -> None:
                 raise RuntimeError(f"{label} did not run the jobpred it was meant to")
             rows.append({**result, "variant": label, "peak_pss_gb": mem.peak_gb, **load.summary()})
             print(json.dumps(rows[-1]), flush=True)
-    if before:  # each variant against its own run at the ref just before it
+    if before:  # each variant against its own run at the ref just before it (the ref's rows: blank)
         for prev, row in zip(rows[::2], rows[1::2], strict=True):
+            prev.update(vs_before=None, vs_before_cpu=None, same_losses_as_before=None)
             row["vs_before"] = round(row["tokens_per_s"] / prev["tokens_per_s"], 2)
             row["vs_before_cpu"] = round(row["tokens_per_cpu_s"] / prev["tokens_per_cpu_s"], 2)
             row["same_losses_as_before"] = _same_losses(prev["losses"], row["losses"])
