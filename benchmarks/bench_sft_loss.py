@@ -46,9 +46,8 @@ def main() -> None:
 
     import torch
 
-    from benchmarks.bench_train import _oracle_run
+    from benchmarks.bench_train import _oracle_run, joint_rows
     from jobpred.models import resolve_model
-    from jobpred.train.data import Tokenize, sft_table
     from jobpred.train.loop import build_model
     from jobpred.train.objectives import Collator, n_items, sft_loss
 
@@ -56,10 +55,7 @@ def main() -> None:
     cfg = bench_config([f"train.max_length={args.max_length}", f"train.max_examples={args.rows}"])
     path = resolve_model(cfg.model)
     with tempfile.TemporaryDirectory(prefix="bench-sft-loss-") as tmp:
-        run = _oracle_run(Path(tmp), args.rows)
-        table = Tokenize(path, "joint", "sft", cfg.train.max_length, None, cfg.history_format)(
-            sft_table(run, "joint", cfg.train))
-    rows = [r for r in table.to_pylist() if r["fits"]]
+        rows = joint_rows(cfg, _oracle_run(Path(tmp), args.rows))
     model = build_model({"model_path": path, "objective": "sft"}, cfg.train)
     model.train()
     collate = Collator("sft", model.config.pad_token_id or 0)

@@ -69,6 +69,17 @@ def _oracle_run(root: Path, rows: int) -> Path:
     return run
 
 
+def joint_rows(cfg, run: Path) -> list[dict]:
+    """The joint SFT token rows of a run's oracle table that fit ``train.max_length`` (the training cutoff
+    rule), tokenised as `jobpred train` does; ``bench_sft_loss`` uses the same rows."""
+    from jobpred.models import resolve_model
+    from jobpred.train.data import Tokenize, sft_table
+
+    tokens = Tokenize(resolve_model(cfg.model), "joint", "sft", cfg.train.max_length, None, cfg.history_format)(
+        sft_table(run, "joint", cfg.train))
+    return [r for r in tokens.to_pylist() if r["fits"]]
+
+
 def _package_at(ref: str, root: Path) -> Path:
     """A directory to start a child in whose ``jobpred`` is the package at git ``ref`` and whose
     ``benchmarks`` is this one (``python -m`` puts the start directory first on ``sys.path``)."""
@@ -106,13 +117,11 @@ def _measure(args, work: Path) -> dict:
     started = time.perf_counter()
     if args.child == "plain":
         from jobpred.models import resolve_model
-        from jobpred.train.data import StepPlan, Tokenize, sft_table
+        from jobpred.train.data import StepPlan
         from jobpred.train.loop import run_local
 
         path = resolve_model(cfg.model)
-        tokens = Tokenize(path, "joint", "sft", cfg.train.max_length, None, cfg.history_format)(
-            sft_table(run, "joint", cfg.train))
-        rows = [r for r in tokens.to_pylist() if r["fits"]]
+        rows = joint_rows(cfg, run)
         plan = StepPlan(len(rows), cfg.train.batch_size, 1, cfg.train.epochs, cfg.train.max_steps, cfg.train.seed)
         out = work / "plain"
         out.mkdir()
