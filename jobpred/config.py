@@ -194,10 +194,29 @@ class ReasonsConfig(_Section):
         True, description="A reason that is the format placeholder or names nothing of the history never passes.")
     min_grounding: float = Field(
         0.0, ge=0, le=1, description="Least share of the reason's checkable facts found in the history (0: off).")
-    dpo_margin: float = Field(1.0, ge=0, description="A DPO pair (best vs worst) needs a combined-score gap over this.")
+    likelihood_gain: bool = Field(
+        False, description="Also score each candidate by how much its reason raises the judge model's likelihood "
+        "of the true next occupation (one prefill per candidate, no generation; reasons/gain.py).")
+    select_by: Literal["judge", "likelihood_gain"] = Field(
+        "judge", description="What ranks candidates for the oracle and the DPO pairs: the judge's combined score, "
+        "or the likelihood gain (then the combined score breaks ties); needs likelihood_gain for the latter.")
+    min_likelihood_gain: float | None = Field(
+        None, description="Least likelihood gain (nats) an oracle may have, e.g. 0: its reason must not make the "
+        "true occupation less likely (None: off); needs likelihood_gain.")
+    dpo_margin: float = Field(
+        1.0, ge=0, description="A DPO pair (best vs worst) needs a gap over this in what select_by ranks by "
+        "(combined-score points, or nats of likelihood gain).")
     dpo_chosen_must_pass: bool = Field(True, description="A DPO pair's chosen side must pass the oracle bar.")
     commit_every: int = Field(64, ge=1, description="Examples per committed Parquet part (the most a crash loses).")
     progress_every_s: float = Field(10.0, gt=0, description="Seconds between progress lines.")
+
+    @model_validator(mode="after")
+    def _gain(self) -> ReasonsConfig:
+        uses = [k for k, on in (("select_by: likelihood_gain", self.select_by == "likelihood_gain"),
+                                ("min_likelihood_gain", self.min_likelihood_gain is not None)) if on]
+        if uses and not self.likelihood_gain:
+            raise ValueError(f"reasons.{uses[0]} needs reasons.likelihood_gain: true (the gains are not computed)")
+        return self
 
 
 class LoraSettings(_Section):

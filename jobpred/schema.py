@@ -236,11 +236,30 @@ JUDGEMENTS_SCHEMA = pa.schema(
 )
 """``reasons/judgements/``: one row per candidate x criterion x attempt."""
 
+GAINS_SCHEMA = pa.schema(
+    [
+        ("example_id", pa.string()),
+        ("candidate_id", pa.string()),
+        ("status", pa.string()),  # ok | error
+        ("logp_reason", pa.float32()),  # log P(true title | history, this reason) under the judge's model
+        ("logp_no_reason", pa.float32()),  # the same with an empty reason (one per example)
+        ("likelihood_gain", pa.float32()),  # logp_reason - logp_no_reason (nats), null unless status == ok
+        ("title_tokens", pa.int32()),  # scored positions: the title and its closing tag
+        ("problem", pa.string()),  # why status != ok
+        ("model", pa.string()),
+        ("prompt_version", pa.string()),
+        ("prompt_tokens", pa.int32()),
+        ("llm_seconds", pa.float32()),
+        ("committed_at", pa.string()),
+    ]
+)
+"""``reasons/gains/`` (``reasons.likelihood_gain``): one row per well-formed candidate (reasons/gain.py)."""
+
 REASON_ERRORS_SCHEMA = pa.schema(
     [
         ("example_id", pa.string()),
-        ("stage", pa.string()),  # candidates | judge | judge_retry
-        ("scope", pa.string()),  # example (the whole example failed) | candidate | judgement
+        ("stage", pa.string()),  # candidates | judge | judge_retry | gain
+        ("scope", pa.string()),  # example (the whole example failed) | candidate | judgement | gain
         ("candidate_id", pa.string()),
         ("criterion", pa.string()),
         ("error", pa.string()),
@@ -281,6 +300,7 @@ ORACLE_SCHEMA = pa.schema(
         ("utility", pa.int8()),
         ("combined", pa.float32()),
         ("grounding", pa.float32()),  # share of the reason's checkable facts found in the history (reasons/grounding.py)
+        ("likelihood_gain", pa.float32()),  # reasons/gain.py; null when reasons.likelihood_gain is off
         ("teacher_model", pa.string()),
         ("teacher_prompt_version", pa.string()),
         ("teacher_sampling", pa.string()),
@@ -307,7 +327,7 @@ DPO_PAIRS_SCHEMA = pa.schema(
         ("selection", pa.string()),
     ]
 )
-"""``reasons/dpo_pairs.parquet``: best vs worst judged candidate where the combined-score gap > margin."""
+"""``reasons/dpo_pairs.parquet``: best vs worst judged candidate (by ``reasons.select_by``) where their gap > margin."""
 
 # ---- fine-tuning (written by `jobpred train` under RUN_DIR/train/<adapter>/) ---------------------------
 

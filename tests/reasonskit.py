@@ -6,9 +6,13 @@ import json
 import random
 from pathlib import Path
 
+import polars as pl
+import pyarrow as pa
+
 from jobpred.config import PrepareConfig, SplitConfig, SynthConfig
 from jobpred.data.prepare import prepare, split_of
 from jobpred.data.synth import write_synthetic
+from jobpred.schema import CANDIDATES_SCHEMA, JUDGEMENTS_SCHEMA, REASON_ERRORS_SCHEMA
 
 SPLIT = SplitConfig(train=0.9, val=0.05, test=0.05)
 _WORDS = ["patient", "intake", "scheduling", "triage", "charting", "medication", "rounds", "supervised",
@@ -123,3 +127,37 @@ class FakeOpenAI:
             text = f"<think>\n{reason}\n</think>\n<answer>Registered Nurses</answer>"
         return 200, {"choices": [{"message": {"role": "assistant", "content": text}}],
                      "usage": {"prompt_tokens": len(user) // 4, "completion_tokens": len(text) // 4}}
+
+
+# ---- rows of the reasons tables, for the selection tests ------------------------------------------------
+
+def cand_row(ex, i, *, ok=True, error=None, scope=None, variant="plain"):
+    return {"example_id": ex, "candidate_id": f"{ex}/{variant}/{i}", "variant": variant, "candidate_idx": i,
+            "history_json": "{}", "history_jobs_dropped": 0, "target_code": "29-1171.00",
+            "target_title": "Nurse Practitioners", "prompt_version": "candidate-joint/v2", "sampling": "{}",
+            "model": "m", "raw_output": "x", "reason": "r" if ok else None, "answer": "Nurse Practitioners",
+            "answer_code": "29-1171.00" if i == 0 else "29-1141.00", "format_ok": ok and error is None,
+            "format_problem": None if ok else "no <think> block", "error": error, "error_scope": scope,
+            "prompt_tokens": 10, "generated_tokens": 5, "llm_seconds": 0.1, "group_key": ex, "group_size": 2}
+
+
+def judgement_row(cid, criterion, score, status="ok", attempt=1):
+    ex = cid.split("/")[0]
+    return {"example_id": ex, "candidate_id": cid, "criterion": criterion, "attempt": attempt, "status": status,
+            "score": score if status == "ok" else None, "problem": None if status == "ok" else "invalid JSON",
+            "model": "judge", "prompt_version": f"judge-{criterion}/v2", "sampling": "{}", "prompt_tokens": 1,
+            "generated_tokens": 1, "llm_seconds": 0.1, "history_jobs_dropped": 0, "raw_output": "{",
+            "group_key": ex, "group_size": 3}
+
+
+def reason_frames(cands, judgements, errors=()):
+    c = pl.from_arrow(pa.Table.from_pylist([{**r, "n_judgeable": 1, "committed_at": "t"} for r in cands],
+                                           schema=CANDIDATES_SCHEMA))
+    j = pl.from_arrow(pa.Table.from_pylist([{**r, "committed_at": "t"} for r in judgements],
+                                           schema=JUDGEMENTS_SCHEMA))
+    e = pl.from_arrow(pa.Table.from_pylist(list(errors), schema=REASON_ERRORS_SCHEMA))
+    return c, j, e
+
+
+def score_rows(cid, f, c, u):
+    return [judgement_row(cid, "factuality", f), judgement_row(cid, "coherence", c), judgement_row(cid, "utility", u)]

@@ -8,6 +8,7 @@ import pytest
 
 from jobpred.config import JobpredConfig
 from jobpred.llm.budget import TokenCounter
+from jobpred.llm.engine import title_logprob
 from jobpred.llm.prompts import history_json
 from jobpred.predict.answers import AnswerRanker
 from jobpred.predict.batch import engine_config
@@ -16,7 +17,6 @@ from jobpred.predict.likelihood import (
     candidate_codes,
     rank_by_likelihood,
     recover_shared_positions,
-    title_logprob,
 )
 from jobpred.predict.predictor import Predictor
 from jobpred.predict.steps import (

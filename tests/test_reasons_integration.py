@@ -6,6 +6,7 @@ one: the job SIGKILLed between two commits, then run again (it must neither lose
 """
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -25,7 +26,8 @@ REPO = Path(__file__).resolve().parents[1]
 OVERRIDES = [
     "reasons.max_examples=null", "reasons.n_candidates=2", "reasons.max_tokens=64", "reasons.commit_every=2",
     "reasons.teacher.max_model_len=896", "reasons.judge.max_model_len=896", "reasons.judge_max_tokens=128",
-    "reasons.progress_every_s=5",
+    "reasons.progress_every_s=5", "reasons.teacher.batch_size=4", "reasons.judge.batch_size=4",
+    "reasons.likelihood_gain=true",
 ]
 
 
@@ -123,8 +125,10 @@ def test_rows_carry_model_prompt_version_sampling_and_timings(reasons_run):
     assert fact["error_count"].null_count() == 0 and fact["errors"].null_count() == 0
     coh = ok.filter(pl.col("criterion") == "coherence")
     assert set(coh["temporal_order"]) <= {"good", "problematic", "broken"}
-    progress = json.loads((root / "progress.json").read_text())
-    assert progress["rows"] > 0 and progress["tokens_per_s"] > 0
+    progress = json.loads((root / "progress.json").read_text())  # the last phase's: the likelihood gain
+    assert progress["phase"] == "gain" and progress["rows"] > 0 and progress["groups_done"] > 0
+    judge = RunDir(run_dir).manifest()["stages"]["reasons"]["this_run"]["judge"]
+    assert judge["rows"] > 0 and judge["tokens_per_s"] > 0
 
 
 @pytest.mark.integration
@@ -140,6 +144,50 @@ def test_a_second_run_has_nothing_left_to_do(reasons_run):
     assert this["candidates"]["todo"] == 0 and this["judge"]["todo"] == 0
     assert {t: _read(run_dir / "reasons" / t).height for t in before} == before
     assert result["planned"] == result["oracle"] + result["no_oracle"] + result["error"]
+
+
+@pytest.mark.integration
+def test_results_stream_to_the_driver_one_engine_batch_at_a_time(reasons_run):
+    # blocks of one engine batch of 4 (engine.engine_batches): the driver commits as batches finish, instead
+    # of receiving every row at once when the stage's only task ends (each phase reads one block). Ray Data
+    # may hand a later operator two small blocks in one task, hence rows / 8, not rows / 4.
+    _, _, _, _, resumed = reasons_run
+    for phase in ("candidates", "judge"):
+        stats = resumed[phase]
+        assert stats["rows"] > 8 and stats["blocks"] >= max(2, math.ceil(stats["rows"] / 8)), (phase, stats)
+
+
+@pytest.mark.integration
+def test_likelihood_gain_scores_every_well_formed_candidate(reasons_run):
+    from jobpred.reasons.select import score_candidates, select
+
+    run_dir, _, cfg, result, _ = reasons_run
+    root = run_dir / "reasons"
+    cands = _read(root / "candidates")
+    gains = _read(root / "gains")
+    ok_cands = set(cands.filter(pl.col("format_ok"))["candidate_id"])
+    assert set(gains["candidate_id"]) == ok_cands and gains["candidate_id"].is_unique().all()
+    ok = gains.filter(pl.col("status") == "ok")
+    assert ok.height == gains.height, gains.filter(pl.col("status") != "ok")["problem"].to_list()
+    # log-probabilities of a title of a few tokens: negative, finite; one baseline per example
+    assert (ok["logp_reason"] < 0).all() and (ok["logp_no_reason"] < 0).all() and (ok["title_tokens"] >= 2).all()
+    assert ((ok["logp_reason"] - ok["logp_no_reason"] - ok["likelihood_gain"]).abs() < 1e-4).all()
+    assert (ok.group_by("example_id").agg(pl.col("logp_no_reason").n_unique())["logp_no_reason"] == 1).all()
+    # reasons differ, so do their likelihoods: the signal is not constant
+    assert ok["logp_reason"].n_unique() > 1
+    assert result["likelihood_gain"]["n"] == ok.height
+    oracle = _read(root / "oracle.parquet")
+    assert oracle["likelihood_gain"].null_count() == 0
+    # ranking by the gain picks, among each example's passing candidates, the one with the largest gain
+    judgements = _read(root / "judgements")
+    errors = _read(root / "errors").filter(pl.col("scope") == "example")
+    plan = pl.read_parquet(run_dir / "examples" / "train.parquet")["example_id"].to_list()
+    by_gain = cfg.reasons.model_copy(update={"select_by": "likelihood_gain"})
+    _, picked, _ = select(plan, cands, judgements, errors, by_gain, gains)
+    best = (score_candidates(cands, judgements, by_gain, gains).filter(pl.col("passes"))
+            .group_by("example_id").agg(pl.col("likelihood_gain").max()))
+    assert picked.sort("example_id")["likelihood_gain"].to_list() == pytest.approx(
+        best.sort("example_id")["likelihood_gain"].to_list())
 
 
 # ---- an OpenAI-compatible endpoint instead of vLLM (Ray's HTTP request processor, a local fake server) --

@@ -138,6 +138,27 @@ def _score_postprocess(row: dict) -> dict:
     return row
 
 
+def title_logprob(logprobs: list[float | None]) -> float | None:
+    """log P(scored tokens | prompt) from a scored row's ``scored_logprobs`` (the title and its closing tag);
+    None if one is unknown or there are none."""
+    if not logprobs or any(lp is None for lp in logprobs):
+        return None
+    return float(sum(logprobs))
+
+
+def engine_batches(ds, cfg: LLMConfig):
+    """``ds`` cut into blocks of one engine batch (``cfg.batch_size`` rows), streaming.
+
+    Ray Data hands a map stage whole blocks, and a task's output leaves it only when the task ends. A stage's
+    input is often one block (a few Parquet files are read as one): the engine then ran every row in one
+    task, so nothing reached the driver, and nothing was committed, until the last row was done (a
+    ``configs/local-full.yaml`` judge pass: 6,144 requests, ~90 min, one commit at the end), and only the
+    batches of that one task were in flight at once (the engine's log showed 31-92 requests running and
+    none waiting). One batch per block makes every engine batch a task of its own: results stream to the
+    driver batch by batch and ``max_concurrent_batches`` of them are in flight."""
+    return ds.repartition(target_num_rows_per_block=cfg.batch_size)
+
+
 def _identity(row: dict) -> dict:
     # Rows the engine failed on bypass postprocess and come back with every column; returning the row
     # unchanged keeps success and error rows in one schema (Ray's row builder rejects mixed keys).
@@ -187,8 +208,8 @@ def _vllm_processor(cfg: LLMConfig, score: bool = False) -> Callable:
     def run(ds):
         # batch_size=None: whole blocks, so each engine batch flows on at once (the default would hold
         # rows back until 1,024 had accumulated: bursty progress, coarse commits)
-        return processor(ds).map_batches(_vllm_outputs, batch_size=None, batch_format="pyarrow",
-                                         num_cpus=_LIGHT_CPU)
+        return processor(engine_batches(ds, cfg)).map_batches(_vllm_outputs, batch_size=None,
+                                                              batch_format="pyarrow", num_cpus=_LIGHT_CPU)
 
     return run
 
@@ -272,8 +293,8 @@ def _http_processor(cfg: LLMConfig) -> Callable:
     )
 
     def run(ds):
-        return processor(ds).map_batches(_http_outputs, batch_size=None, batch_format="pyarrow",
-                                         num_cpus=_LIGHT_CPU)
+        return processor(engine_batches(ds, cfg)).map_batches(_http_outputs, batch_size=None,
+                                                              batch_format="pyarrow", num_cpus=_LIGHT_CPU)
 
     return run
 

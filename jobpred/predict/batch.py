@@ -47,7 +47,7 @@ from jobpred.llm import engine
 from jobpred.llm.budget import PromptTooLong, TokenCounter
 from jobpred.models import resolve_model
 from jobpred.predict.answers import AnswerRanker
-from jobpred.predict.likelihood import recover_shared_positions, title_logprob
+from jobpred.predict.likelihood import recover_shared_positions
 from jobpred.predict.merged import merged_model
 from jobpred.predict.predictor import Predictor, State, StepRequest
 from jobpred.predict.steps import adapters_needed, generation_steps, predictor_steps, stage_adapters
@@ -293,7 +293,7 @@ class RankLikelihood(_Stage):
         scored = [r for r in rows if r["code"] is not None and not r["llm_error"]]
         logprobs = recover_shared_positions([list(r["scored_token_ids"] or []) for r in scored],
                                             [list(r["scored_logprobs"] or []) for r in scored])
-        scores = {r["code"]: title_logprob(lp) for r, lp in zip(scored, logprobs)}
+        scores = {r["code"]: engine.title_logprob(lp) for r, lp in zip(scored, logprobs)}
         errors = [r["llm_error"] for r in rows if r["llm_error"]]
         error = first["error"] or (f"every candidate failed: {errors[0]}" if errors and not scored else None)
         texts = [first["s1_generated_text"]] if first["s1_generated_text"] is not None else []

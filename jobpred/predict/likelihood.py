@@ -76,13 +76,6 @@ def recover_shared_positions(token_ids: list[list[int]], logprobs: list[list[flo
             for ids, lps in zip(token_ids, logprobs)]
 
 
-def title_logprob(logprobs: list[float | None]) -> float | None:
-    """log P(title | prompt) from the logprobs of its scored positions; None if one is unknown or none."""
-    if not logprobs or any(lp is None for lp in logprobs):
-        return None
-    return float(sum(logprobs))
-
-
 def rank_by_likelihood(taxonomy, scores: dict[str, float | None], top_k: int) -> RankedAnswer | None:
     """The candidates with a score, most likely first (ties: candidate order); None when none has one."""
     scored = [(code, s) for code, s in scores.items() if s is not None and math.isfinite(s)]

@@ -35,11 +35,9 @@ from jobpred.llm.prompts import (
     STUDENT_PROMPT,
     THINK_PREFILL,
     answer_messages,
-    answer_output,
     answer_regex,
     candidate_messages,
     candidate_regex,
-    joint_output,
     parse_answer,
     parse_candidate,
     parse_reason,
@@ -47,6 +45,7 @@ from jobpred.llm.prompts import (
     reason_messages,
     reason_regex,
     student_messages,
+    title_scoring,
 )
 
 StepKind = Literal["answer", "joint", "reason", "predict"]
@@ -132,18 +131,10 @@ def step_messages(step: Step, history: str, reason: str | None = None) -> list[d
     raise ValueError(f"unknown step kind {step.kind!r}")
 
 
-_ANSWER_CLOSE = "</answer>"
-
-
 def score_messages(step: Step, history: str, reason: str | None, title: str) -> tuple[list[dict], list[dict]]:
-    """The 'ranked' mode's prompt for one candidate title: (messages ending in an assistant turn that ends
-    with the answer block naming ``title``, the same messages cut just before the title). The model's
-    likelihood of the title is that of the tokens the first has after the second's."""
-    messages = [m for m in step_messages(step, history, reason) if m["role"] != "assistant"]
-    whole = joint_output(reason or "", title) if step.kind == "joint" else answer_output(title)
-    head = whole[: len(whole) - len(title) - len(_ANSWER_CLOSE)]
-    return ([*messages, {"role": "assistant", "content": whole}],
-            [*messages, {"role": "assistant", "content": head}])
+    """The 'ranked' mode's prompt for one candidate title (:func:`jobpred.llm.prompts.title_scoring`): the
+    step's messages, then its answer naming ``title`` (after ``reason`` for a joint step)."""
+    return title_scoring(step_messages(step, history, reason), title, (reason or "") if step.kind == "joint" else None)
 
 
 def step_max_tokens(step: Step, reason_tokens: int, answer_tokens: int) -> int:

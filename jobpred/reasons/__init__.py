@@ -5,9 +5,10 @@ Run as:
     ray job submit --working-dir . -- python -m pipelines.reasons --config configs/gpu-cluster.yaml --run RUN
 
 Two Ray Data executions do the LLM work (every execution starts its engines: ~50 s on a CPU): one for all
-candidates (:mod:`.generate`), one for all three judge criteria (:mod:`.judge`), plus a third only when
-some judgements failed to parse (their single retry). :mod:`.select` is polars. Outputs in
-``RUN_DIR/reasons/`` (schemas in :mod:`jobpred.schema`): ``candidates/``, ``judgements/``, ``errors/``
+candidates (:mod:`.generate`), one for all three judge criteria (:mod:`.judge`), plus one only when
+some judgements failed to parse (their single retry) and one with ``reasons.likelihood_gain`` (:mod:`.gain`:
+how much each reason raises the likelihood of the true occupation). :mod:`.select` is polars. Outputs in
+``RUN_DIR/reasons/`` (schemas in :mod:`jobpred.schema`): ``candidates/``, ``judgements/``, ``gains/``, ``errors/``
 (committed Parquet parts), ``outcomes.parquet`` (one row per planned example: oracle | no_oracle | error),
 ``oracle.parquet``, ``dpo_pairs.parquet``, ``progress.json``.
 
@@ -25,12 +26,13 @@ import time
 from jobpred.config import JobpredConfig, ReasonsConfig
 from jobpred.llm.engine import engine_starts, model_name
 from jobpred.llm.prompts import CRITERIA, PROMPTS
-from jobpred.reasons import generate, judge, select
+from jobpred.reasons import gain, generate, judge, select
 from jobpred.reasons.store import PartStore, reasons_dir
 from jobpred.rundir import RunDir
 from jobpred.schema import JUDGEMENTS_SCHEMA, REASON_ERRORS_SCHEMA
 
-OUTPUTS = {"candidates": "reasons/candidates", "judgements": "reasons/judgements", "errors": "reasons/errors",
+OUTPUTS = {"candidates": "reasons/candidates", "judgements": "reasons/judgements", "gains": "reasons/gains",
+           "errors": "reasons/errors",
            "outcomes": "reasons/outcomes.parquet", "oracle": "reasons/oracle.parquet",
            "dpo_pairs": "reasons/dpo_pairs.parquet", "progress": "reasons/progress.json"}
 
@@ -81,18 +83,23 @@ def run(cfg: JobpredConfig, run_dir: str | os.PathLike) -> dict:
     t, before = time.perf_counter(), engine_starts()
     jud = judge.run(cfg, run_dir)
     timings["judge_s"], engines["judge"] = round(time.perf_counter() - t, 1), engine_starts() - before
+    gains = None
+    if rcfg.likelihood_gain:
+        t, before = time.perf_counter(), engine_starts()
+        gains = gain.run(cfg, run_dir)
+        timings["gain_s"], engines["gain"] = round(time.perf_counter() - t, 1), engine_starts() - before
     t = time.perf_counter()
     counts = select.run(cfg, run_dir)
     timings["select_s"] = round(time.perf_counter() - t, 1)
     timings["total_s"] = round(time.perf_counter() - started, 1)
     root = reasons_dir(run_dir)
-    for name in ("candidates", "judgements", "errors"):
+    for name in ("candidates", "judgements", "gains", "errors"):
         (root / name).mkdir(parents=True, exist_ok=True)
     counts.update(_table_counts(root))
     RunDir(run_dir).record_stage(
         "reasons", outputs=OUTPUTS, config=rcfg, counts=counts, model=model_name(rcfg.teacher),
         extra={"judge_model": model_name(rcfg.judge), "fingerprint": fingerprint(rcfg),
-               "this_run": {"candidates": gen, "judge": jud, "timings": timings,
+               "this_run": {"candidates": gen, "judge": jud, "gain": gains, "timings": timings,
                             "engine_starts": engines}},
     )
     return {**counts, "timings": timings}

@@ -223,7 +223,7 @@ def run(cfg: JobpredConfig, run_dir: str | os.PathLike) -> dict:
     ds = engine.build_processor(rcfg.teacher)(ds)
     ds = ds.map_batches(ParseCandidates, fn_constructor_kwargs={"cfg": rcfg}, batch_size=None, batch_format="pyarrow",
                         num_cpus=_LIGHT_CPU, compute=ray.data.ActorPoolStrategy(size=1))
-    committed = run_phase(iter_rows(ds), store, PHASE, to_tables, rcfg.commit_every, progress)
+    committed = run_phase(iter_rows(ds, progress), store, PHASE, to_tables, rcfg.commit_every, progress)
     return {"planned": len(plan), "todo": len(todo), "committed": committed, **progress.write()}
 
 

@@ -175,8 +175,8 @@ def run(cfg: JobpredConfig, run_dir: str | os.PathLike) -> dict:
         ds = ds.select_columns([*_CANDIDATE_COLUMNS, "format_ok"])
         ds = ds.map_batches(_todo, fn_kwargs={"done": pa.array(sorted(done), pa.string())}, batch_size=None,
                             batch_format="pyarrow", num_cpus=_LIGHT_CPU)
-        committed = run_phase(iter_rows(judge_pipeline(ds, rcfg, 1)), store, PHASE, to_tables, rcfg.commit_every,
-                              progress)
+        rows = iter_rows(judge_pipeline(ds, rcfg, 1), progress)
+        committed = run_phase(rows, store, PHASE, to_tables, rcfg.commit_every, progress)
         stats.update(committed=committed, **progress.write())
     stats["retry"] = _retry(cfg, store)
     return stats
@@ -206,6 +206,6 @@ def _retry(cfg: JobpredConfig, store: PartStore) -> dict:
     init_ray(cfg.ray)
     progress = Progress(store.root / "progress.json", RETRY_PHASE, todo.height, rcfg.progress_every_s)
     ds = ray.data.from_arrow(todo.to_arrow())
-    committed = run_phase(iter_rows(judge_pipeline(ds, rcfg, 2)), store, RETRY_PHASE, to_tables, rcfg.commit_every,
-                          progress)
+    rows = iter_rows(judge_pipeline(ds, rcfg, 2), progress)
+    committed = run_phase(rows, store, RETRY_PHASE, to_tables, rcfg.commit_every, progress)
     return {"todo": todo.height, "committed": committed, **progress.write()}

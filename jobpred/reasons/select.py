@@ -7,8 +7,10 @@ rerunning costs seconds, not LLM time.
 Per candidate: the last attempt of each criterion is used, and only with status ``ok``; a candidate is
 *judged* when all three are ok. ``combined`` is the weighted mean of the three scores (1-5). A candidate
 *passes* when it is judged, well formed, every score is at least its minimum, ``combined >= min_combined``
-and, with ``require_correct_answer``, its answer maps to the true occupation. The oracle is the passing
-candidate with the highest combined score (ties: higher factuality, then candidate id).
+with ``min_likelihood_gain``, its likelihood gain is at least that (:mod:`.gain`), and, with
+``require_correct_answer``, its answer maps to the true occupation. The oracle is the passing candidate
+ranked first by ``select_by``: the highest combined score, or the highest likelihood gain (ties: combined,
+the grounding check, factuality, then candidate id).
 
 Outcome of each planned example, exactly one of (``outcomes.parquet``):
   error     - the prompt did not fit the context; every candidate failed in the engine; or no candidate
@@ -16,8 +18,8 @@ Outcome of each planned example, exactly one of (``outcomes.parquet``):
   no_oracle - no candidate in the required format, or none passes the bar (the reason names the best
               candidate and what it missed);
   oracle    - a row in ``oracle.parquet``.
-DPO pair: best (passing, with ``dpo_chosen_must_pass``) vs worst judged candidate when the combined-score
-gap is above ``dpo_margin``.
+DPO pair: best (passing, with ``dpo_chosen_must_pass``) vs worst judged candidate by ``select_by`` when
+their gap in it (``margin``: combined-score points, or nats of gain) is above ``dpo_margin``.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from jobpred.rundir import RunDir
 from jobpred.schema import (
     CANDIDATES_SCHEMA,
     DPO_PAIRS_SCHEMA,
+    GAINS_SCHEMA,
     JUDGEMENTS_SCHEMA,
     ORACLE_SCHEMA,
     OUTCOMES_SCHEMA,
@@ -47,13 +50,16 @@ def selection_rules(cfg: ReasonsConfig) -> str:
     """The rules recorded with every oracle and DPO row."""
     return json.dumps({"weights": cfg.weights.model_dump(), "min_scores": cfg.min_scores.model_dump(),
                        "min_combined": cfg.min_combined, "min_grounding": cfg.min_grounding,
+                       "select_by": cfg.select_by, "min_likelihood_gain": cfg.min_likelihood_gain,
                        "reject_placeholders": cfg.reject_placeholders, "require_correct_answer": cfg.require_correct_answer,
                        "dpo_margin": cfg.dpo_margin, "dpo_chosen_must_pass": cfg.dpo_chosen_must_pass},
                       sort_keys=True)
 
 
-def score_candidates(cands: pl.DataFrame, judgements: pl.DataFrame, cfg: ReasonsConfig) -> pl.DataFrame:
-    """One row per candidate with its three scores, combined score, judged/passes flags and what it missed."""
+def score_candidates(cands: pl.DataFrame, judgements: pl.DataFrame, cfg: ReasonsConfig,
+                     gains: pl.DataFrame | None = None) -> pl.DataFrame:
+    """One row per candidate with its three scores, combined score, likelihood gain (null without ``gains``),
+    judged/passes flags and what it missed."""
     w = cfg.weights.model_dump()
     if sum(w.values()) <= 0:
         raise ValueError("reasons.weights must not all be 0")
@@ -72,7 +78,10 @@ def score_candidates(cands: pl.DataFrame, judgements: pl.DataFrame, cfg: Reasons
         .filter(pl.col("status") != "ok").first().alias("judge_problem"),
     )
     mins = cfg.min_scores.model_dump()
+    gain = (gains.filter(pl.col("status") == "ok").select("candidate_id", "likelihood_gain") if gains is not None
+            else pl.DataFrame(schema={"candidate_id": pl.String, "likelihood_gain": pl.Float32}))
     scored = (grounding_columns(cands).join(wide.select("candidate_id", *CRITERIA), on="candidate_id", how="left")
+              .join(gain, on="candidate_id", how="left")
               .join(judge_info, on="candidate_id", how="left")
               .with_columns(*(pl.col(c).cast(pl.Int8) for c in CRITERIA))
               .with_columns(
@@ -88,6 +97,12 @@ def score_candidates(cands: pl.DataFrame, judgements: pl.DataFrame, cfg: Reasons
     if cfg.min_grounding > 0:
         misses.append(pl.when(pl.col("grounding") < cfg.min_grounding)
                       .then(pl.format(f"grounding {{}} < {cfg.min_grounding:g}", pl.col("grounding").round(2))))
+    if cfg.min_likelihood_gain is not None:
+        misses.append(pl.when(pl.col("likelihood_gain").is_null())
+                      .then(pl.lit("no likelihood gain (its scoring failed; see errors)"))
+                      .when(pl.col("likelihood_gain") < cfg.min_likelihood_gain)
+                      .then(pl.format(f"likelihood gain {{}} < {cfg.min_likelihood_gain:g}",
+                                      pl.col("likelihood_gain").round(2))))
     if cfg.require_correct_answer:
         misses.append(pl.when(~pl.col("answer_correct"))
                       .then(pl.format("answer '{}' is not the true occupation", pl.col("answer"))))
@@ -96,17 +111,20 @@ def score_candidates(cands: pl.DataFrame, judgements: pl.DataFrame, cfg: Reasons
 
 
 def select(plan: list[str], cands: pl.DataFrame, judgements: pl.DataFrame, example_errors: pl.DataFrame,
-           cfg: ReasonsConfig) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+           cfg: ReasonsConfig, gains: pl.DataFrame | None = None) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """(outcomes, oracle, dpo_pairs) as DataFrames with the schemas of jobpred.schema."""
-    scored = score_candidates(cands, judgements, cfg)
+    scored = score_candidates(cands, judgements, cfg, gains)
     # a judge without signal ties every candidate on combined: the grounding check decides then
-    best_first = [pl.col("combined"), pl.col("grounding").fill_null(0.5), pl.col("factuality"), pl.col("candidate_id")]
-    rank_desc = [True, True, True, False]
+    key = _ranking_key(cfg)
+    best_first = [key.fill_null(float("-inf")), pl.col("combined"), pl.col("grounding").fill_null(0.5),
+                  pl.col("factuality"), pl.col("candidate_id")]
+    rank_desc = [True, True, True, True, False]
     judged = scored.filter(pl.col("judged"))
     best_pass = judged.filter(pl.col("passes")).sort(best_first, descending=rank_desc).group_by(
         "example_id", maintain_order=True).first()
     best_any = judged.sort(best_first, descending=rank_desc).group_by("example_id", maintain_order=True).first()
-    worst = judged.sort(["combined", "candidate_id"]).group_by("example_id", maintain_order=True).first()
+    worst = (judged.filter(key.is_not_null()).sort([key, pl.col("candidate_id")])
+             .group_by("example_id", maintain_order=True).first())
     per_example = scored.group_by("example_id").agg(
         n_candidates=pl.len().cast(pl.Int32),
         n_errors=pl.col("error").is_not_null().sum(),
@@ -158,19 +176,27 @@ def select(plan: list[str], cands: pl.DataFrame, judgements: pl.DataFrame, examp
         .select(ORACLE_SCHEMA.names).sort("example_id"))
     chosen = best_pass if cfg.dpo_chosen_must_pass else best_any
     joint = pl.format("<think>\n{}\n</think>\n<answer>{}</answer>", pl.col("reason"), pl.col("answer"))
-    dpo = (chosen.select("example_id", pl.col("candidate_id").alias("chosen_candidate_id"),
-                         joint.alias("chosen_output"), pl.col("combined").alias("chosen_combined"),
+    dpo = (chosen.filter(key.is_not_null())
+           .select("example_id", pl.col("candidate_id").alias("chosen_candidate_id"),
+                   joint.alias("chosen_output"), pl.col("combined").alias("chosen_combined"),
+                   key.alias("chosen_key"),
                          pl.col("model").alias("teacher_model"),
                          pl.col("prompt_version").alias("teacher_prompt_version"), "judge_model")
            .join(worst.select("example_id", pl.col("candidate_id").alias("rejected_candidate_id"),
-                              joint.alias("rejected_output"), pl.col("combined").alias("rejected_combined")),
+                              joint.alias("rejected_output"), pl.col("combined").alias("rejected_combined"),
+                              key.alias("rejected_key")),
                  on="example_id")
-           .with_columns(margin=(pl.col("chosen_combined") - pl.col("rejected_combined")).cast(pl.Float32),
+           .with_columns(margin=(pl.col("chosen_key") - pl.col("rejected_key")).cast(pl.Float32),
                          selection=pl.lit(rules))
            .filter((pl.col("margin") > cfg.dpo_margin)
                    & (pl.col("chosen_candidate_id") != pl.col("rejected_candidate_id")))
            .select(DPO_PAIRS_SCHEMA.names).sort("example_id"))
     return outcomes, oracle, dpo
+
+
+def _ranking_key(cfg: ReasonsConfig) -> pl.Expr:
+    """What orders candidates (oracle: highest first; DPO: best vs worst, margin in its unit)."""
+    return pl.col("likelihood_gain") if cfg.select_by == "likelihood_gain" else pl.col("combined")
 
 
 def run(cfg: JobpredConfig, run_dir: str | os.PathLike) -> dict:
@@ -180,9 +206,10 @@ def run(cfg: JobpredConfig, run_dir: str | os.PathLike) -> dict:
     plan = plan_ids(RunDir(run_dir).output("prepare", rcfg.split), rcfg.max_examples)
     cands = store.scan("candidates", CANDIDATES_SCHEMA).collect()
     judgements = store.scan("judgements", JUDGEMENTS_SCHEMA).collect()
+    gains = store.scan("gains", GAINS_SCHEMA).collect() if rcfg.likelihood_gain else None
     example_errors = (store.scan("errors", REASON_ERRORS_SCHEMA)
                       .filter((pl.col("scope") == "example") & (pl.col("stage") == "candidates")).collect())
-    outcomes, oracle, dpo = select(plan, cands, judgements, example_errors, rcfg)
+    outcomes, oracle, dpo = select(plan, cands, judgements, example_errors, rcfg, gains)
     for name, frame, schema in (("outcomes", outcomes, OUTCOMES_SCHEMA), ("oracle", oracle, ORACLE_SCHEMA),
                                 ("dpo_pairs", dpo, DPO_PAIRS_SCHEMA)):
         path = store.root / f"{name}.parquet"
@@ -198,8 +225,26 @@ def run(cfg: JobpredConfig, run_dir: str | os.PathLike) -> dict:
     return {"planned": len(plan), "oracle": by_status.get("oracle", 0), "no_oracle": by_status.get("no_oracle", 0),
             "error": by_status.get("error", 0), "dpo_pairs": dpo.height, "candidates": cands.height,
             "judgements": judgements.height, "judge_spread": spread,
+            "likelihood_gain": gain_summary(score_candidates(cands, judgements, rcfg, gains)) if gains is not None
+            else None,
             "oracle_grounding_mean": round(float(oracle["grounding"].mean()), 3) if oracle.height
             and oracle["grounding"].null_count() < oracle.height else None}
+
+
+def gain_summary(scored: pl.DataFrame) -> dict:
+    """How the likelihood gains spread and whether they track the answer being right (the manifest's view
+    of whether the signal carries information, as judge_spread is the judge's)."""
+    g = scored.filter(pl.col("likelihood_gain").is_not_null())
+    if g.height == 0:
+        return {"n": 0}
+
+    def mean(frame: pl.DataFrame) -> float | None:
+        return round(float(frame["likelihood_gain"].mean()), 3) if frame.height else None
+
+    return {"n": g.height, "mean": mean(g), "sd": round(float(g["likelihood_gain"].std() or 0.0), 3),
+            "positive_share": round(float((g["likelihood_gain"] > 0).mean()), 3),
+            "mean_if_answer_correct": mean(g.filter(pl.col("answer_correct"))),
+            "mean_if_answer_wrong": mean(g.filter(~pl.col("answer_correct")))}
 
 
 def _write(frame: pl.DataFrame, schema, path) -> None:

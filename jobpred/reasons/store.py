@@ -133,7 +133,7 @@ class Progress:
     def __init__(self, path: Path, phase: str, total_groups: int, every_s: float) -> None:
         self.path, self.phase, self.total, self.every_s = path, phase, total_groups, every_s
         self.start = self.last = time.perf_counter()
-        self.groups = self.rows = self.tokens = 0
+        self.groups = self.rows = self.tokens = self.blocks = 0
         self.first_row_s: float | None = None
 
     def update(self, groups: int, rows: int, tokens: int, force: bool = False) -> None:
@@ -151,6 +151,7 @@ class Progress:
         rate = self.groups / elapsed if elapsed > 0 else 0.0
         left = self.total - self.groups
         return {"phase": self.phase, "groups_done": self.groups, "groups_total": self.total, "rows": self.rows,
+                "blocks": self.blocks,
                 "generated_tokens": self.tokens, "elapsed_s": round(elapsed, 1),
                 "rows_per_s": round(self.rows / elapsed, 2) if elapsed else 0.0,
                 "tokens_per_s": round(self.tokens / elapsed, 1) if elapsed else 0.0,
@@ -167,9 +168,12 @@ class Progress:
         return snap
 
 
-def iter_rows(ds) -> Iterator[dict]:
-    """Stream a Ray Dataset's rows to the driver, block by block."""
+def iter_rows(ds, progress: Progress | None = None) -> Iterator[dict]:
+    """Stream a Ray Dataset's rows to the driver, block by block (counted in ``progress.blocks``: with one
+    engine batch per block, :func:`jobpred.llm.engine.engine_batches`, there is a block per engine batch)."""
     for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+        if progress is not None:
+            progress.blocks += 1
         yield from batch.to_pylist()
 
 

@@ -49,6 +49,7 @@ from jobpred.llm.prompts.generation import (
     reason_output,
     reason_regex,
     student_messages,
+    title_scoring,
 )
 from jobpred.llm.prompts.judge import (
     CRITERIA,
@@ -99,6 +100,7 @@ __all__ = [
     "reason_regex",
     "split_history",
     "student_messages",
+    "title_scoring",
 ]
 
 

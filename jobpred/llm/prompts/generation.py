@@ -135,6 +135,21 @@ def answer_output(title: str) -> str:
     return f"<answer>{title}</answer>"
 
 
+_ANSWER_CLOSE = "</answer>"
+
+
+def title_scoring(messages: list[dict], title: str, reason: str | None = None) -> tuple[list[dict], list[dict]]:
+    """A prompt that scores ``title`` as the answer: (``messages`` + an assistant turn that ends with the
+    answer block naming it, the same cut just before the title). The likelihood of the title is that of the
+    tokens the first has after the second's (the title and the closing tag). With ``reason`` the assistant
+    turn is the joint format (reason, then answer), else the answer block alone."""
+    messages = [m for m in messages if m["role"] != "assistant"]
+    whole = joint_output(reason, title) if reason is not None else answer_output(title)
+    head = whole[: len(whole) - len(title) - len(_ANSWER_CLOSE)]
+    return ([*messages, {"role": "assistant", "content": whole}],
+            [*messages, {"role": "assistant", "content": head}])
+
+
 # ---- answer only (zero-shot prediction without a reason step) ----------------------------------------
 
 _ANSWER_TASK = ("Task: name the single most likely next occupation of this person, as an official O*NET-SOC "
