@@ -279,6 +279,13 @@ def test_the_report_says_when_the_judge_scores_carry_no_signal(tmp_path):
     lines = [" ".join(ln.split()) for ln in _reason_quality_section(run)]
     assert any(ln.startswith("| utility | 48 | 5.00 | 0.00 | 100% | no signal |") for ln in lines)
     assert any(ln.startswith("| coherence | 48 |") and "varies" in ln for ln in lines) and "0.72" in " ".join(lines)
+    assert not any("Likelihood gain" in ln for ln in lines)  # not computed: not mentioned
+    gain = {"n": 40, "mean": 0.25, "sd": 1.5, "positive_share": 0.55, "mean_if_answer_correct": 2.0,
+            "mean_if_answer_wrong": None}
+    run.record_stage("reasons", outputs={}, counts={"judge_spread": spread, "likelihood_gain": gain})
+    text = " ".join(_reason_quality_section(run))
+    assert "40 candidates" in text and "mean +0.25, std 1.50, 55% positive" in text
+    assert "mean +2.00 where the candidate's own answer was the true occupation, - where it was not" in text
 
 
 def _swap_batch(n_examples: int, fail: set[int] = frozenset()):

@@ -213,4 +213,19 @@ def _reason_quality_section(run) -> list[str]:
             "candidate cannot rank them; selection then breaks its ties with the grounding check (the share of a "
             "reason's checkable facts found in the history, which needs no model)"
             + (f": the oracles' mean grounding is {grounding:.2f}." if grounding is not None else "."), "",
-            *markdown_table(["criterion", "judged", "mean", "std", "most common score", "signal"], rows)]
+            *markdown_table(["criterion", "judged", "mean", "std", "most common score", "signal"], rows),
+            *_gain_lines(counts.get("likelihood_gain"))]
+
+
+def _gain_lines(gain: dict | None) -> list[str]:
+    """The likelihood gain's spread (reasons.likelihood_gain), and whether it tracks a right answer."""
+    if not gain or not gain.get("n"):
+        return []
+
+    def fmt(v: float | None) -> str:
+        return "-" if v is None else f"{v:+.2f}"
+
+    return ["", f"Likelihood gain of the true occupation given the reason (nats, {gain['n']} candidates; "
+            "docs/reasons.md): mean " + fmt(gain["mean"]) + f", std {gain['sd']:.2f}, "
+            f"{100 * gain['positive_share']:.0f}% positive; mean {fmt(gain['mean_if_answer_correct'])} where the "
+            f"candidate's own answer was the true occupation, {fmt(gain['mean_if_answer_wrong'])} where it was not."]
