@@ -100,3 +100,17 @@ def test_bench_cost_puts_runs_side_by_side_with_ratios_to_the_first():
     assert table["engine starts per run"]["run 2 / run 1"] == 0.5
     one = compare([{**model(1.0, 1.0, 1, 1.0, 1), "training": []}, model(1.0, 1.0, 1, 1.0, 1)])
     assert {r["figure"]: r for r in one}["train: mean tokens/s per adapter"]["run 2 / run 1"] is None
+
+
+def test_reason_signal_auc_counts_ties_half_and_resamples_examples():
+    import numpy as np
+    import polars as pl
+
+    from benchmarks.bench_reason_signals import auc, auc_ci
+
+    assert auc(np.array([2.0, 3.0]), np.array([1.0])) == 1.0
+    assert auc(np.array([1.0]), np.array([1.0, 2.0])) == 0.25 and auc(np.array([]), np.array([1.0])) is None
+    frame = pl.DataFrame({"example_id": ["a", "a", "b", "b", "c", "c"], "gain": [2.0, -1.0, 1.0, 0.0, None, 5.0],
+                          "hinted": [True, False, True, False, True, False]})
+    r = auc_ci(frame, "gain", "hinted", samples=200, seed=0)
+    assert r["n"] == 5 and r["auc"] == 0.667  # 4 of the 6 pairs: only c's 5.0 beats a positive and 0.0 <= r["lo"] <= r["auc"] <= r["hi"] <= 1.0
