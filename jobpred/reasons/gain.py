@@ -8,10 +8,11 @@ block), once with the candidate's reason and once per example with an empty reas
 
     likelihood_gain = log P(title | history, reason) - log P(title | history, no reason)     (nats)
 
-One prefill per prompt and no generation (vLLM prompt logprobs, as the 'ranked' answer mode scores titles). Why: at 135M the LLM judge's scores do not vary (docs/reasons.md), while
-a reason that says something true about where this career goes makes its title more likely to a reader of
-the reason; a placeholder or an off-topic reason does not. It is the paper's *utility* criterion measured
-instead of asked for, and needs no larger judge. :mod:`.select` can rank candidates (and DPO pairs) by it
+One prefill per prompt and no generation (vLLM prompt logprobs, as the 'ranked' answer mode scores titles).
+Why: at 135M the LLM judge's scores do not vary (docs/reasons.md), while a reason that says something
+true about where this career goes makes its title more likely to a reader of the reason; a placeholder or
+an off-topic reason does not. It is the paper's *utility* criterion measured instead of asked for, and
+needs no larger judge. :mod:`.select` can rank candidates (and DPO pairs) by it
 (``reasons.select_by``).
 
 Rows (``reasons/gains/``, GAINS_SCHEMA): one per candidate, with both log-likelihoods. Candidates of one
@@ -84,15 +85,17 @@ class BuildGainRequests:
         rows = []
         for r in batch.to_pylist():
             # the base model's two-model predictor prompt, answered with the true title
-            messages, prefix = title_scoring(predictor_messages(r["history_json"], r["reason"] or ""), r["target_title"])
+            messages, prefix = title_scoring(predictor_messages(r["history_json"], r["reason"] or ""),
+                                             r["target_title"])
             row = {"example_id": r["example_id"], "candidate_ids": json.dumps(r["candidate_ids"]),
                    "prompt_version": PROMPTS["predictor"].tagged(history_format(r["history_json"] or "")),
-                   "messages": messages, "score_from": self.count(prefix), "budget_error": None,
+                   "messages": _PLACEHOLDER, "score_from": 0, "budget_error": None,
                    "group_key": r["example_id"], "group_size": r["group_size"]}
             used = self.count(messages)
             if used >= self.count.context:
-                row.update(messages=_PLACEHOLDER, score_from=0,
-                           budget_error=f"the scoring prompt needs {used} tokens; the context is {self.count.context}")
+                row["budget_error"] = f"the scoring prompt needs {used} tokens; the context is {self.count.context}"
+            else:  # the prefix is counted only for prompts that are sent
+                row.update(messages=messages, score_from=self.count(prefix))
             rows.append(row)
         return pa.Table.from_pylist(rows, schema=REQUEST_SCHEMA)
 

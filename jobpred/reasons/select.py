@@ -113,7 +113,12 @@ def score_candidates(cands: pl.DataFrame, judgements: pl.DataFrame, cfg: Reasons
 def select(plan: list[str], cands: pl.DataFrame, judgements: pl.DataFrame, example_errors: pl.DataFrame,
            cfg: ReasonsConfig, gains: pl.DataFrame | None = None) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """(outcomes, oracle, dpo_pairs) as DataFrames with the schemas of jobpred.schema."""
-    scored = score_candidates(cands, judgements, cfg, gains)
+    return select_scored(plan, score_candidates(cands, judgements, cfg, gains), example_errors, cfg)
+
+
+def select_scored(plan: list[str], scored: pl.DataFrame, example_errors: pl.DataFrame,
+                  cfg: ReasonsConfig) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """:func:`select` on candidates already scored (:func:`score_candidates`)."""
     # a judge without signal ties every candidate on combined: the grounding check decides then
     key = _ranking_key(cfg)
     best_first = [key.fill_null(float("-inf")), pl.col("combined"), pl.col("grounding").fill_null(0.5),
@@ -209,7 +214,8 @@ def run(cfg: JobpredConfig, run_dir: str | os.PathLike) -> dict:
     gains = store.scan("gains", GAINS_SCHEMA).collect() if rcfg.likelihood_gain else None
     example_errors = (store.scan("errors", REASON_ERRORS_SCHEMA)
                       .filter((pl.col("scope") == "example") & (pl.col("stage") == "candidates")).collect())
-    outcomes, oracle, dpo = select(plan, cands, judgements, example_errors, rcfg, gains)
+    scored = score_candidates(cands, judgements, rcfg, gains)
+    outcomes, oracle, dpo = select_scored(plan, scored, example_errors, rcfg)
     for name, frame, schema in (("outcomes", outcomes, OUTCOMES_SCHEMA), ("oracle", oracle, ORACLE_SCHEMA),
                                 ("dpo_pairs", dpo, DPO_PAIRS_SCHEMA)):
         path = store.root / f"{name}.parquet"
@@ -225,8 +231,7 @@ def run(cfg: JobpredConfig, run_dir: str | os.PathLike) -> dict:
     return {"planned": len(plan), "oracle": by_status.get("oracle", 0), "no_oracle": by_status.get("no_oracle", 0),
             "error": by_status.get("error", 0), "dpo_pairs": dpo.height, "candidates": cands.height,
             "judgements": judgements.height, "judge_spread": spread,
-            "likelihood_gain": gain_summary(score_candidates(cands, judgements, rcfg, gains)) if gains is not None
-            else None,
+            "likelihood_gain": gain_summary(scored) if gains is not None else None,
             "oracle_grounding_mean": round(float(oracle["grounding"].mean()), 3) if oracle.height
             and oracle["grounding"].null_count() < oracle.height else None}
 
