@@ -30,13 +30,13 @@ import datetime as dt
 import hashlib
 import json
 import os
-import shutil
 import time
 from pathlib import Path
 
 from jobpred.config import JobpredConfig
-from jobpred.rundir import RunDir, absolute
+from jobpred.rundir import RunDir
 from jobpred.stages import STAGE, STAGE_NAMES, STAGES, SYNTH_INPUT, Stage, input_format_of, train_jobs
+from jobpred.storage import location, remove_tree
 from jobpred.train import plan_jobs
 
 RECORD = "run"  # the manifest entry this module keeps: one key per finished stage
@@ -134,9 +134,12 @@ def run_all(cfg: JobpredConfig, run_dir, force: set[str] = frozenset(), progress
     career records instead of synthesizing them.
     """
     run = RunDir(run_dir)  # absolute from here on: the stages hand it to Ray workers
-    input_spec = ({"path": str(absolute(input_path)), "format": input_format_of(input_path, input_format)}
+    input_spec = ({"path": str(location(input_path)), "format": input_format_of(input_path, input_format)}
                   if input_path else {"synth": SYNTH_INPUT})
     steps = plan(cfg, run.path, set(force), input_spec)
+    for stage, action, _ in steps:  # before any work: not a failure two hours in
+        if action != "skip":
+            stage.check_run_dir(run.path)
     keys = stage_keys(cfg, input_spec)
     say = print if progress else (lambda *a, **k: None)
     say(f"jobpred run: config {cfg.name!r}, run directory {run.path}", flush=True)
@@ -177,12 +180,12 @@ def _clear(run: RunDir, cfg: JobpredConfig, stages: list[Stage]) -> None:
     roots = [run.path / r for s in stages for r in s.outputs]
     if "train" in {s.name for s in stages} and cfg.train.storage_path:
         # Ray Train checkpoints outside the run directory: they would be resumed by a redone train
-        roots += [absolute(cfg.train.storage_path) / j.name for m, d in train_jobs(cfg) for j in plan_jobs(m, d)]
+        roots += [location(cfg.train.storage_path) / j.name for m, d in train_jobs(cfg) for j in plan_jobs(m, d)]
     for path in roots:
-        if path.is_dir():
-            shutil.rmtree(path)
-        elif path.exists():
+        if path.is_file():
             path.unlink()
+        else:
+            remove_tree(path)
     run.forget_stages(sorted({name for s in stages for name in _entries(manifest, s)}))
     entry = run.manifest()["stages"].get(RECORD)
     if entry:

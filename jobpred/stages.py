@@ -28,7 +28,8 @@ from jobpred.config import JobpredConfig
 from jobpred.data import prepare as prepare_data
 from jobpred.data import synth as synth_data
 from jobpred.predict.steps import adapters_needed
-from jobpred.rundir import RunDir, absolute
+from jobpred.rundir import RunDir
+from jobpred.storage import is_uri, location
 
 INPUT_FORMATS = ("jsonl", "parquet", "jobhop", "karrierewege", "decorte")
 SYNTH_INPUT = "input/persons.jsonl"  # where synth writes inside a run directory (and prepare reads it)
@@ -56,8 +57,17 @@ class Stage:
     options: tuple[Option, ...] = ()
     resumable: bool = False  # a rerun picks up its own committed work
     needs_run: bool = True  # synth can also write a file outside any run directory
+    object_storage: bool = True  # works on a run directory in a bucket (s3://, gs://)
+
+    def check_run_dir(self, run_dir: str | os.PathLike | None) -> None:
+        """A clear error, before any work, for a bucket run directory this stage cannot use yet."""
+        if run_dir is not None and not self.object_storage and is_uri(run_dir):
+            able = ", ".join(s.name for s in STAGES if s.object_storage)
+            raise ValueError(f"stage {self.name}: a run directory in object storage ({run_dir}) is not supported "
+                             f"for this stage yet (it is for {able}); use a path every node mounts")
 
     def run(self, cfg: JobpredConfig, run_dir: str | os.PathLike | None, **options) -> dict:
+        self.check_run_dir(run_dir)
         return self.fn(cfg, RunDir(run_dir).path if run_dir is not None else None, **options)
 
 
@@ -67,7 +77,7 @@ def input_format_of(path: str | os.PathLike, given: str | None = None) -> str:
         if given not in INPUT_FORMATS:
             raise ValueError(f"input format {given!r}: expected one of {', '.join(INPUT_FORMATS)}")
         return given
-    return "parquet" if Path(path).suffix == ".parquet" else "jsonl"
+    return "parquet" if str(path).endswith(".parquet") else "jsonl"
 
 
 def train_jobs(cfg: JobpredConfig) -> list[tuple[str, bool]]:
@@ -88,7 +98,7 @@ def _synth(cfg: JobpredConfig, run_dir: Path | None, out: str | None = None, qui
     by default ``RUN_DIR/input/persons.jsonl``, which then gets a manifest entry (so a run can skip it)."""
     if out is None and run_dir is None:
         raise ValueError("synth needs --out PATH or --run RUN_DIR")
-    path = absolute(out) if out is not None else run_dir / SYNTH_INPUT
+    path = location(out) if out is not None else run_dir / SYNTH_INPUT
     summary = synth_data.write_synthetic(cfg.synth, path, progress=not quiet)
     if run_dir is not None and path == run_dir / SYNTH_INPUT:
         RunDir(run_dir).record_stage("synth", outputs={"persons": SYNTH_INPUT}, config=cfg.synth,
@@ -98,7 +108,7 @@ def _synth(cfg: JobpredConfig, run_dir: Path | None, out: str | None = None, qui
 
 def _prepare(cfg: JobpredConfig, run_dir: Path, input: str | None = None, input_format: str | None = None) -> dict:
     """Validate, normalise titles, build and split examples of ``input`` (default: what synth wrote)."""
-    path = absolute(input) if input is not None else run_dir / SYNTH_INPUT
+    path = location(input) if input is not None else run_dir / SYNTH_INPUT
     return prepare_data.prepare(path, run_dir, cfg.prepare, cfg.ray, input_format=input_format_of(path, input_format))
 
 
@@ -161,11 +171,11 @@ STAGES: tuple[Stage, ...] = (
     Stage("reasons", "oracle reasons: teacher candidates, LLM judge, selection, DPO pairs (resumable)", _reasons,
           reads=lambda cfg: {"reasons": cfg.reasons.model_dump(mode="json"), "history_format": cfg.history_format},
           outputs=("reasons",),
-          resumable=True),
+          resumable=True, object_storage=False),
     Stage("train", "LoRA fine-tuning on oracle reasons with Ray Train (SFT, then DPO; resumable)", _train,
           reads=lambda cfg: {"model": cfg.model, "train": cfg.train.model_dump(mode="json"), "jobs": train_jobs(cfg),
                              "history_format": cfg.history_format},
-          outputs=("adapters", "train"), resumable=True,
+          outputs=("adapters", "train"), resumable=True, object_storage=False,
           options=(Option(("--mode",), "only this mode (default: every adapter the configured predictors need, "
                           "as `jobpred run`)", dest="mode", kwargs={"choices": ("joint", "two-model")}),
                    Option(("--dpo",), "DPO after SFT (train.dpo.enabled)", dest="dpo",
@@ -176,11 +186,11 @@ STAGES: tuple[Stage, ...] = (
                              "judge": cfg.reasons.judge.model_dump(mode="json"),
                              "baselines": cfg.baselines.model_dump(
                                  mode="json", exclude={"bootstrap_samples", "bootstrap_seed"})},
-          outputs=("predictions", "predict", "ray_train"),
+          outputs=("predictions", "predict", "ray_train"), object_storage=False,
           options=(Option(("--baselines-only",), "only the baselines (popular, stay, markov, gru), not the LLM "
                           "predictors", dest="baselines_only", kwargs={"action": "store_true"}), _EVAL_RUN)),
     Stage("report", "scores, paired CIs, claims and plots of the run's predictions (RUN_DIR/report/)", _report,
-          reads=_bootstrap, outputs=("report",), options=(_EVAL_RUN,)),
+          reads=_bootstrap, outputs=("report",), options=(_EVAL_RUN,), object_storage=False),
 )
 STAGE: dict[str, Stage] = {s.name: s for s in STAGES}
 STAGE_NAMES = tuple(STAGE)

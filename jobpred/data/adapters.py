@@ -44,6 +44,7 @@ from pathlib import Path
 
 import polars as pl
 
+from jobpred.storage import Location, location
 from jobpred.taxonomy import read_table
 
 FORMATS = ("jobhop", "karrierewege", "decorte")
@@ -141,8 +142,8 @@ def _resolve_esco(value: str) -> tuple[str | None, str | None]:
     return labels.get(code), best.get(code)
 
 
-def _read(path: Path) -> pl.DataFrame:
-    name = path.name.lower()
+def _read(path: Location) -> pl.DataFrame:
+    name, path = path.name.lower(), str(path)  # polars reads local paths and s3:// / gs:// URIs alike
     # CSV as all-strings: inference would turn ESCO code '0110.10' into the float 110.1.
     if name.endswith((".csv", ".tsv")):
         return pl.read_csv(path, infer_schema=False, separator="\t" if name.endswith(".tsv") else ",")
@@ -239,10 +240,10 @@ def convert(fmt: str, path: str | Path, out_jsonl: str | Path, *, synthetic_date
     record with ``person_id ""``."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; expected one of {FORMATS}")
-    raw = _read(Path(path))
+    raw = _read(location(path))
     df = _normalized_frame(raw, _pick_columns(fmt, raw.columns, synthetic_dates))
     grouped = _group(df)
-    out = Path(out_jsonl)
+    out = location(out_jsonl)
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", encoding="utf-8") as f:
         for row in grouped.iter_rows(named=True):

@@ -17,12 +17,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+from jobpred.storage import Location, location
+
 _BLOCK = 16 << 20
 
 
-def input_files(path: str | Path) -> list[Path]:
-    """A file, or every ``*.jsonl`` / ``*.parquet`` file under a directory (sorted)."""
-    path = Path(path)
+def input_files(path: str | Path) -> list[Location]:
+    """A file, or every ``*.jsonl`` / ``*.parquet`` file under a directory (sorted), local or in a bucket."""
+    path = location(path)
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.suffix in (".jsonl", ".json", ".parquet"))
         if not files:
@@ -33,11 +35,11 @@ def input_files(path: str | Path) -> list[Path]:
     return [path]
 
 
-def plan_jsonl(path: Path, chunk_bytes: int) -> list[dict]:
+def plan_jsonl(path: Location, chunk_bytes: int) -> list[dict]:
     """Newline-aligned byte ranges of about ``chunk_bytes``, each with its first 1-based line number."""
     chunks, start, first_line, lines_before = [], 0, 1, 0
     target = chunk_bytes
-    with open(path, "rb") as f:
+    with path.open("rb") as f:
         offset = 0
         while block := f.read(_BLOCK):
             while target < offset + len(block):
@@ -58,10 +60,11 @@ def plan_jsonl(path: Path, chunk_bytes: int) -> list[dict]:
     return chunks
 
 
-def plan_parquet(path: Path) -> list[dict]:
+def plan_parquet(path: Location) -> list[dict]:
     import pyarrow.parquet as pq
 
-    meta = pq.ParquetFile(path).metadata
+    with path.open("rb") as f:
+        meta = pq.ParquetFile(f).metadata
     chunks, first = [], 1
     for rg in range(meta.num_row_groups):
         chunks.append({"path": str(path), "kind": "parquet", "start": rg, "end": rg + 1, "first_line": first})
@@ -81,11 +84,12 @@ def read_chunk(chunk: dict) -> Iterator[tuple[int, bytes | dict]]:
     if chunk["kind"] == "parquet":
         import pyarrow.parquet as pq
 
-        table = pq.ParquetFile(chunk["path"]).read_row_group(int(chunk["start"]))
+        with location(chunk["path"]).open("rb") as f:
+            table = pq.ParquetFile(f).read_row_group(int(chunk["start"]))
         for i, row in enumerate(table.to_pylist()):
             yield int(chunk["first_line"]) + i, row
         return
-    with open(chunk["path"], "rb") as f:
+    with location(chunk["path"]).open("rb") as f:
         f.seek(int(chunk["start"]))
         data = f.read(int(chunk["end"]) - int(chunk["start"]))
     for i, line in enumerate(data.split(b"\n")):

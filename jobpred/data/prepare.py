@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import time
 from pathlib import Path
 
@@ -42,6 +41,7 @@ from jobpred.data.adapters import convert
 from jobpred.ray_utils import init_ray
 from jobpred.rundir import RunDir
 from jobpred.schema import EXAMPLES_SCHEMA, CareerRecord, describe_error, parse_month
+from jobpred.storage import Location, location, remove_tree
 
 _STATUS_FIELDS = [
     ("source", pa.string()),
@@ -164,13 +164,13 @@ class PrepareChunk:
         return kept[::-1], used
 
 
-def _run_chunks(chunks: list[dict], cfg: PrepareConfig, parts: Path, ray_cfg=None) -> None:
+def _run_chunks(chunks: list[dict], cfg: PrepareConfig, parts: Location, ray_cfg=None) -> None:
     """Run :class:`PrepareChunk` over every chunk, writing Parquet parts into ``parts``."""
     if cfg.engine == "local":
         worker = PrepareChunk(cfg)
         for i, chunk in enumerate(chunks):
             table = worker({k: [v] for k, v in chunk.items()})
-            pq.write_table(table, parts / f"part-{i:05d}.parquet")
+            pq.write_table(table, str(parts / f"part-{i:05d}.parquet"))
         return
     import ray
 
@@ -192,7 +192,7 @@ def prepare(input_path: str | Path, run_dir: str | Path, cfg: PrepareConfig, ray
     started = time.perf_counter()
     run = RunDir(run_dir)
     run.path.mkdir(parents=True, exist_ok=True)
-    source = Path(input_path)
+    source = location(input_path)
     if input_format in ("jobhop", "karrierewege", "decorte"):
         converted = run.path / "input" / f"{input_format}.jsonl"
         converted.parent.mkdir(parents=True, exist_ok=True)
@@ -204,7 +204,7 @@ def prepare(input_path: str | Path, run_dir: str | Path, cfg: PrepareConfig, ray
     if not chunks:
         raise ValueError(f"{input_path}: the input has no records (empty file, or a directory of empty files)")
     parts = run.path / "_prepare_parts"
-    shutil.rmtree(parts, ignore_errors=True)
+    remove_tree(parts)
     parts.mkdir(parents=True)
     _run_chunks(chunks, cfg, parts, ray_cfg)
     summary = _finish(run, parts, cfg)
@@ -220,11 +220,11 @@ def prepare(input_path: str | Path, run_dir: str | Path, cfg: PrepareConfig, ray
         config=cfg, counts={k: summary[k] for k in ("read", "accepted", "rejected", "examples")},
         extra={"input": str(input_path), "format": input_format},
     )
-    shutil.rmtree(parts, ignore_errors=True)
+    remove_tree(parts)
     return summary
 
 
-def _finish(run: RunDir, parts: Path, cfg: PrepareConfig) -> dict:
+def _finish(run: RunDir, parts: Location, cfg: PrepareConfig) -> dict:
     """Global steps on the chunk outputs (polars, lazy): duplicates, splits, rejected.jsonl, summary."""
     scan = pl.scan_parquet(str(parts / "*.parquet"))
     kept = scan.filter(pl.col("status") != "rejected").select("source", "line", "person_id")
@@ -252,10 +252,10 @@ def _finish(run: RunDir, parts: Path, cfg: PrepareConfig) -> dict:
     for split in ("train", "val", "test"):
         (rows.filter((pl.col("status") == "example") & (pl.col("split") == split))
          .sort("source", "line").select(pl.col("person_id").alias("example_id"), *cols)
-         .sink_parquet(examples_dir / f"{split}.parquet"))
+         .sink_parquet(str(examples_dir / f"{split}.parquet")))
     rejected = (rows.filter(pl.col("status") == "rejected").sort("source", "line")
                 .select("line", "source", "field", "reason", "excerpt").collect())
-    with open(run.path / "rejected.jsonl", "w", encoding="utf-8") as f:
+    with (run.path / "rejected.jsonl").open("w", encoding="utf-8") as f:
         for r in rejected.iter_rows(named=True):
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
     stats = rows.group_by("status").agg(pl.len().alias("n")).collect()

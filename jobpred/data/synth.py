@@ -36,6 +36,7 @@ import pyarrow.parquet as pq
 
 from jobpred.config import SynthConfig
 from jobpred.data.world import DEGREES, FIELDS, LEVEL_PROBS, LEVELS, World
+from jobpred.storage import location
 
 MOVES = ("stay", "related", "changer", "promotion", "change")
 _ENTRY_ZONE = {2: 2, 3: 3, 5: 3, 6: 4, 8: 4, 11: 5}  # highest Job Zone a first job reaches, per degree
@@ -320,7 +321,7 @@ def traits_path(out: Path) -> Path:
 
 def write_synthetic(cfg: SynthConfig, out: str | Path, progress: bool = True) -> dict:
     """Write ``cfg.persons`` records to ``out`` (``*.jsonl`` file, else a Parquet directory) + traits."""
-    out = Path(out)
+    out = location(out)
     started = time.perf_counter()
     synth = CareerSynthesizer(cfg)
     jsonl = out.suffix == ".jsonl"
@@ -334,14 +335,14 @@ def write_synthetic(cfg: SynthConfig, out: str | Path, progress: bool = True) ->
     from tqdm import tqdm
 
     bar = tqdm(total=cfg.persons, unit="person", disable=not progress, desc="synth")
-    with (open(out, "wb") if jsonl else io.BytesIO()) as sink:
+    with (out.open("wb") if jsonl else io.BytesIO()) as sink:
         for k, (records, traits) in enumerate(synth.partitions()):
             if jsonl:
                 records.write_ndjson(sink)
             else:
-                records.write_parquet(out / f"part-{k:05d}.parquet", compression="zstd")
+                records.write_parquet(str(out / f"part-{k:05d}.parquet"), compression="zstd")
             table = traits.to_arrow()
-            writer = writer or pq.ParquetWriter(traits_path(out), table.schema, compression="zstd")
+            writer = writer or pq.ParquetWriter(str(traits_path(out)), table.schema, compression="zstd")
             writer.write_table(table)
             persons += records.height
             jobs += int(records["experience"].list.len().sum())

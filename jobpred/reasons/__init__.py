@@ -30,6 +30,7 @@ from jobpred.reasons import gain, generate, judge, select
 from jobpred.reasons.store import PartStore, reasons_dir
 from jobpred.rundir import RunDir
 from jobpred.schema import JUDGEMENTS_SCHEMA, REASON_ERRORS_SCHEMA
+from jobpred.storage import make_dir, write_text_atomic
 
 OUTPUTS = {"candidates": "reasons/candidates", "judgements": "reasons/judgements", "gains": "reasons/gains",
            "errors": "reasons/errors",
@@ -68,8 +69,7 @@ def _check_fingerprint(cfg: ReasonsConfig, run_dir: str | os.PathLike) -> None:
         if removed:
             print(f"reasons: resuming; discarded {removed} part file(s) of an unfinished commit")
         return
-    root.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(mine, indent=2) + "\n")
+    write_text_atomic(path, json.dumps(mine, indent=2) + "\n")
 
 
 def run(cfg: JobpredConfig, run_dir: str | os.PathLike) -> dict:
@@ -94,7 +94,7 @@ def run(cfg: JobpredConfig, run_dir: str | os.PathLike) -> dict:
     timings["total_s"] = round(time.perf_counter() - started, 1)
     root = reasons_dir(run_dir)
     for name in ("candidates", "judgements", "gains", "errors"):
-        (root / name).mkdir(parents=True, exist_ok=True)
+        make_dir(root / name)
     counts.update(_table_counts(root))
     RunDir(run_dir).record_stage(
         "reasons", outputs=OUTPUTS, config=rcfg, counts=counts, model=model_name(rcfg.teacher),

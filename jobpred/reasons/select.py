@@ -42,6 +42,7 @@ from jobpred.schema import (
     OUTCOMES_SCHEMA,
     REASON_ERRORS_SCHEMA,
 )
+from jobpred.storage import write_parquet_atomic
 
 CRITERIA = ("factuality", "coherence", "utility")
 
@@ -218,10 +219,7 @@ def run(cfg: JobpredConfig, run_dir: str | os.PathLike) -> dict:
     outcomes, oracle, dpo = select_scored(plan, scored, example_errors, rcfg)
     for name, frame, schema in (("outcomes", outcomes, OUTCOMES_SCHEMA), ("oracle", oracle, ORACLE_SCHEMA),
                                 ("dpo_pairs", dpo, DPO_PAIRS_SCHEMA)):
-        path = store.root / f"{name}.parquet"
-        tmp = path.with_suffix(".parquet.tmp")
-        _write(frame, schema, tmp)
-        tmp.replace(path)
+        write_parquet_atomic(frame.to_arrow().select(schema.names).cast(schema), store.root / f"{name}.parquet")
     by_status = dict(outcomes.group_by("status").len().iter_rows())
     spread = judge_spread(judgements)
     flat = [c for c, s in spread.items() if s["flat"]]
@@ -251,8 +249,3 @@ def gain_summary(scored: pl.DataFrame) -> dict:
             "mean_if_answer_correct": mean(g.filter(pl.col("answer_correct"))),
             "mean_if_answer_wrong": mean(g.filter(~pl.col("answer_correct")))}
 
-
-def _write(frame: pl.DataFrame, schema, path) -> None:
-    import pyarrow.parquet as pq
-
-    pq.write_table(frame.to_arrow().select(schema.names).cast(schema), path)

@@ -24,13 +24,11 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from pathlib import Path
 
 import polars as pl
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from jobpred.rundir import absolute
+from jobpred.storage import Location, location, write_parquet_atomic, write_text_atomic
 
 DONE_SCHEMA = pa.schema([("phase", pa.string()), ("key", pa.string())])
 
@@ -41,14 +39,14 @@ def now_iso() -> str:
 
 class PartStore:
     def __init__(self, root: str | os.PathLike) -> None:
-        self.root = Path(root)
+        self.root = location(root)
         self.markers = self.root / "_commits"
 
-    def _marker_files(self) -> list[Path]:
+    def _marker_files(self) -> list[Location]:
         return sorted(self.markers.glob("*.json")) if self.markers.exists() else []
 
-    def _committed(self) -> dict[str, list[Path]]:
-        tables: dict[str, list[Path]] = {}
+    def _committed(self) -> dict[str, list[Location]]:
+        tables: dict[str, list[Location]] = {}
         for marker in self._marker_files():
             for table, name in json.loads(marker.read_text())["files"].items():
                 tables.setdefault(table, []).append(self.root / table / name)
@@ -56,10 +54,10 @@ class PartStore:
 
     def recover(self) -> int:
         """Delete table files that no commit marker names (a crash mid-commit); returns how many."""
-        keep = {p for files in self._committed().values() for p in files}
+        keep = {str(p) for files in self._committed().values() for p in files}
         removed = 0
         for path in self.root.glob("*/part-*"):
-            if path.parent.name != "_commits" and path not in keep:
+            if path.parent.name != "_commits" and str(path) not in keep:
                 path.unlink()
                 removed += 1
         for tmp in self.markers.glob("*.tmp") if self.markers.exists() else []:
@@ -76,22 +74,15 @@ class PartStore:
         for name, table in tables.items():
             if table.num_rows == 0:
                 continue
-            folder = self.root / name
-            folder.mkdir(parents=True, exist_ok=True)
-            final = folder / f"part-{stamp}.parquet"
-            tmp = folder / f".part-{stamp}.parquet.tmp"
-            pq.write_table(table, tmp)
-            tmp.replace(final)
+            final = self.root / name / f"part-{stamp}.parquet"
+            write_parquet_atomic(table, final)
             files[name] = final.name
-        self.markers.mkdir(parents=True, exist_ok=True)
-        marker = self.markers / f"{stamp}.json"
-        tmp = marker.with_suffix(".tmp")
         rows = {name: t.num_rows for name, t in tables.items()}
-        tmp.write_text(json.dumps({"phase": phase, "files": files, "rows": rows, "at": now_iso()}))
-        tmp.replace(marker)
+        write_text_atomic(self.markers / f"{stamp}.json",
+                          json.dumps({"phase": phase, "files": files, "rows": rows, "at": now_iso()}))
         return stamp
 
-    def files(self, table: str) -> list[Path]:
+    def files(self, table: str) -> list[Location]:
         return self._committed().get(table, [])
 
     def scan(self, table: str, schema: pa.Schema) -> pl.LazyFrame:
@@ -130,7 +121,7 @@ class GroupCollector:
 class Progress:
     """Rows done, rows/s, generated tokens/s and ETA of one phase: a log line and ``progress.json``."""
 
-    def __init__(self, path: Path, phase: str, total_groups: int, every_s: float) -> None:
+    def __init__(self, path: Location, phase: str, total_groups: int, every_s: float) -> None:
         self.path, self.phase, self.total, self.every_s = path, phase, total_groups, every_s
         self.start = self.last = time.perf_counter()
         self.groups = self.rows = self.tokens = self.blocks = 0
@@ -162,9 +153,7 @@ class Progress:
         snap = self.snapshot()
         print("reasons {phase}: {groups_done}/{groups_total} done, {rows} rows, {rows_per_s} rows/s, "
               "{tokens_per_s} generated tokens/s, eta {eta_s}s".format(**snap), file=sys.stderr, flush=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(snap, indent=2) + "\n")
-        tmp.replace(self.path)
+        write_text_atomic(self.path, json.dumps(snap, indent=2) + "\n")
         return snap
 
 
@@ -212,11 +201,11 @@ def run_phase(rows: Iterable[dict], store: PartStore, phase: str, to_tables: Cal
 # ---- where the stage's inputs and outputs live --------------------------------------------------------
 
 
-def reasons_dir(run_dir: str | os.PathLike) -> Path:
-    return absolute(run_dir) / "reasons"  # absolute: Ray Data's writers run in other processes
+def reasons_dir(run_dir: str | os.PathLike) -> Location:
+    return location(run_dir) / "reasons"  # absolute: Ray Data's writers run in other processes
 
 
-def plan_ids(examples: Path, max_examples: int | None) -> list[str]:
+def plan_ids(examples: Location, max_examples: int | None) -> list[str]:
     """The examples this stage must account for: the first ``max_examples`` of the split, in file order.
 
     Deterministic, so a restarted run plans the same examples (and a larger ``max_examples`` extends it).

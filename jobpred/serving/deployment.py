@@ -35,7 +35,6 @@ from jobpred.llm.engine import lora_engine_kwargs, vllm_engine_kwargs
 from jobpred.models import resolve_model
 from jobpred.predict.answers import AnswerRanker
 from jobpred.ray_utils import init_ray, niceness_env
-from jobpred.rundir import absolute
 from jobpred.serving.app import ModelError, Settings, create_app, error_response
 from jobpred.serving.metrics import RayMetrics
 from jobpred.serving.ray_llm import (  # Ray 2.60.0 internals, all behind this one module
@@ -53,6 +52,7 @@ from jobpred.serving.ray_llm import (  # Ray 2.60.0 internals, all behind this o
 )
 from jobpred.serving.schemas import BadRequest
 from jobpred.serving.service import PredictService
+from jobpred.storage import is_uri, location
 
 log = logging.getLogger("jobpred.serve")
 
@@ -62,7 +62,7 @@ _ADAPTER_RESCAN_S = 5.0
 
 def adapters_in(run_dir: str | os.PathLike) -> dict[str, Path]:
     """name -> directory of every adapter under RUN_DIR/adapters (a directory with adapter_config.json)."""
-    root = absolute(run_dir) / "adapters"
+    root = location(run_dir) / "adapters"
     if not root.is_dir():
         return {}
     return {p.name: p for p in sorted(root.iterdir()) if (p / "adapter_config.json").is_file()}
@@ -113,7 +113,7 @@ def llm_config(cfg: JobpredConfig, run_dir: str | os.PathLike) -> LLMConfig:
         placement_group_config={"bundles": engine.placement_bundles} if engine.placement_bundles else None,
         accelerator_type=engine.accelerator_type,
         runtime_env={"env_vars": {**engine.env, **niceness_env(s.worker_niceness),
-                                  ADAPTERS_ENV: str(absolute(run_dir) / "adapters")}},
+                                  ADAPTERS_ENV: str(location(run_dir) / "adapters")}},
         lora_config=lora,
         deployment_config={"autoscaling_config": autoscaling, "max_ongoing_requests": s.max_ongoing_requests,
                            "ray_actor_options": {"num_cpus": s.replica_num_cpus}},
@@ -242,13 +242,16 @@ def build_application(cfg: JobpredConfig, run_dir: str | os.PathLike, digests: f
                            "runtime_env": {"env_vars": niceness_env(cfg.serve.worker_niceness)}})
     return ingress.bind(
         {config.model_id: server}, {config.model_id: to_model_metadata(config.model_id, config)},
-        cfg=cfg, run_dir=str(absolute(run_dir)), digests=digests)
+        cfg=cfg, run_dir=str(location(run_dir)), digests=digests)
 
 
 def run_server(cfg: JobpredConfig, run_dir: str | os.PathLike, digests: frozenset[str] | None,
                block: bool = True) -> str:
     """Start Ray (cfg.ray), Serve on ``serve.host:serve.port`` and the application; returns the base URL.
     With ``block`` it waits until interrupted, then shuts Serve down."""
+    if is_uri(run_dir):
+        raise ValueError(f"jobpred serve: a run directory in object storage ({run_dir}) is not supported yet; "
+                         "serve from a path every node mounts")
     if not Path(run_dir).is_dir():
         raise FileNotFoundError(f"run directory {run_dir} does not exist")
     init_ray(cfg.ray)
