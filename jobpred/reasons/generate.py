@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 
+import polars as pl
 import pyarrow as pa
 
 from jobpred import taxonomy  # taxonomy.TitleNormalizer: the normaliser loads on first use
@@ -199,12 +200,11 @@ def _error(r: dict, scope: str, at: str) -> dict:
 
 def run(cfg: JobpredConfig, run_dir: str | os.PathLike) -> dict:
     """Generate the candidates of every planned example not done yet; returns this run's counts."""
-    import pyarrow.parquet as pq
     import ray
 
     rcfg, run = cfg.reasons, RunDir(run_dir)
     examples = run.output("prepare", rcfg.split)
-    require_columns(pq.read_schema(examples).names, EXAMPLES_SCHEMA, f"{examples}")
+    require_columns(pl.scan_parquet(str(examples)).collect_schema().names(), EXAMPLES_SCHEMA, f"{examples}")
     store = PartStore(reasons_dir(run_dir))
     plan = plan_ids(examples, rcfg.max_examples)
     done = store.done(PHASE)

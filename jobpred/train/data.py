@@ -23,7 +23,6 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -39,6 +38,7 @@ from jobpred.schema import (
     TRAIN_EXAMPLES_SCHEMA,
     require_columns,
 )
+from jobpred.storage import Location, local_copy, location, write_parquet_atomic
 from jobpred.train.formats import preference_features, preference_target, sft_features
 from jobpred.train.objectives import Collator, reference_logps
 
@@ -159,6 +159,7 @@ class ReferenceLogps:
             torch.set_num_threads(threads)
         base = AutoModelForCausalLM.from_pretrained(model_path, dtype=getattr(torch, dtype))
         self.device = torch.device(device)
+        adapter_dir = str(local_copy(location(adapter_dir)))  # on this actor's node
         self.model = PeftModel.from_pretrained(base, adapter_dir).to(self.device).eval()
         self.collate = Collator("dpo", AutoTokenizer.from_pretrained(model_path).pad_token_id)
 
@@ -223,13 +224,9 @@ def _examples_table(meta: pa.Table) -> pa.Table:
     return frame.select(TRAIN_EXAMPLES_SCHEMA.names).to_arrow().cast(TRAIN_EXAMPLES_SCHEMA)
 
 
-def write_examples(examples: pa.Table, path: Path) -> None:
-    import pyarrow.parquet as pq
+def write_examples(examples: pa.Table, path: Location) -> None:
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".parquet.tmp")
-    pq.write_table(examples, tmp)
-    tmp.replace(path)
+    write_parquet_atomic(examples, path)
 
 
 # ---- the order a worker visits its shard --------------------------------------------------------------

@@ -38,6 +38,7 @@ import time
 from pathlib import Path
 
 from jobpred.config import TrainConfig
+from jobpred.storage import local_copy, location, scratch_dir
 from jobpred.train.data import StepPlan, read_shard, step_rows
 from jobpred.train.objectives import Collator, dpo_loss, n_items, n_tokens, sft_loss
 
@@ -143,7 +144,9 @@ def run_loop(spec: dict, session) -> dict:
 
     tc, plan, objective = TrainConfig.model_validate(spec["train"]), StepPlan(**spec["plan"]), spec["objective"]
     torch.set_num_threads(spec["threads"])
-    rank, world, out = session.rank, session.world, Path(spec["out_dir"])
+    # metrics.jsonl and workers/ are appended as the loop goes: in a bucket run they go to a node-local
+    # scratch copy instead (the driver writes metrics.jsonl into the bucket from the final checkpoint's curve)
+    rank, world, out = session.rank, session.world, scratch_dir(location(spec["out_dir"]))
     rows = session.rows(plan.rows_per_worker)
     model = build_model(spec, tc)
     start, states, history = 0, None, []
@@ -227,7 +230,8 @@ def build_model(spec: dict, tc: TrainConfig):
     if tc.gradient_checkpointing:
         base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if spec.get("init_adapter"):
-        model = PeftModel.from_pretrained(base, spec["init_adapter"], is_trainable=True)
+        init = str(local_copy(location(spec["init_adapter"])))  # on this worker's node
+        model = PeftModel.from_pretrained(base, init, is_trainable=True)
     else:
         torch.manual_seed(tc.seed)  # the same LoRA init on every worker and in every attempt
         lora = LoraConfig(r=tc.lora.rank, lora_alpha=tc.lora.alpha, lora_dropout=tc.lora.dropout,

@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ from jobpred.config import JobpredConfig, TrainConfig
 from jobpred.models import resolve_model
 from jobpred.ray_utils import init_ray
 from jobpred.rundir import RunDir, write_json_atomic
+from jobpred.storage import Location, location, publish_files, scratch_dir, write_text_atomic
 from jobpred.train import data
 from jobpred.train.data import threads_per_worker, worker_runtime_env
 from jobpred.train.loop import CURVE_FILE, read_metrics, train_loop
@@ -65,7 +65,7 @@ def fingerprint(cfg: JobpredConfig, job: AdapterJob, data_digest: str) -> dict:
             "history_format": cfg.history_format}
 
 
-def _check_fingerprint(out_dir: Path, mine: dict) -> None:
+def _check_fingerprint(out_dir: Location, mine: dict) -> None:
     """Refuse to resume checkpoints made with other settings; without checkpoints, just record ``mine``."""
     path = out_dir / "config.json"
     if path.exists() and any(out_dir.glob("step-*")):
@@ -75,8 +75,7 @@ def _check_fingerprint(out_dir: Path, mine: dict) -> None:
             raise ValueError(f"{out_dir} was trained with different settings ({', '.join(diff)}); use a new run "
                              f"directory, or delete {out_dir} and its adapter to train it again")
         return
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(mine, indent=2) + "\n")
+    write_text_atomic(path, json.dumps(mine, indent=2) + "\n")
 
 
 def table_digest(table: pa.Table) -> str:
@@ -99,7 +98,7 @@ def fit_adapter(cfg: JobpredConfig, run_dir: str | os.PathLike, job: AdapterJob)
     started = time.perf_counter()
     model_path = resolve_model(cfg.adapter_base)
     init_adapter = str(run.path / "adapters" / job.init_from) if job.init_from else None
-    if init_adapter and not (Path(init_adapter) / "adapter_config.json").exists():
+    if init_adapter and not (location(init_adapter) / "adapter_config.json").exists():
         raise FileNotFoundError(f"{job.name} starts from the {job.init_from} adapter, which is not in {run.path}")
     init_ray(cfg.ray)
     timings = {}
@@ -127,7 +126,7 @@ def fit_adapter(cfg: JobpredConfig, run_dir: str | os.PathLike, job: AdapterJob)
     return summary
 
 
-def _finished_summary(adapter_dir: Path, out_dir: Path) -> dict | None:
+def _finished_summary(adapter_dir: Location, out_dir: Location) -> dict | None:
     """The summary of an adapter trained and exported to the end, or None (not yet, or cut short by a kill)."""
     try:
         summary = json.loads((out_dir / "summary.json").read_text())
@@ -137,7 +136,7 @@ def _finished_summary(adapter_dir: Path, out_dir: Path) -> dict | None:
     return summary if complete else None
 
 
-def _mend_metrics(path: Path, curve: list[dict]) -> None:
+def _mend_metrics(path: Location, curve: list[dict]) -> None:
     """Make ``metrics.jsonl`` hold every step of the final checkpoint's curve: the file is appended by rank 0
     as it goes, so a kill can leave it cut short, or (an older run) missing; lines already there are kept."""
     rows = read_metrics(path)
@@ -145,13 +144,11 @@ def _mend_metrics(path: Path, curve: list[dict]) -> None:
     missing = [row for row in curve if row["step"] not in have]
     if missing or not path.exists():
         rows += missing
-        tmp = path.with_suffix(".jsonl.tmp")
-        tmp.write_text("".join(json.dumps(row) + "\n" for row in rows))
-        tmp.replace(path)
+        write_text_atomic(path, "".join(json.dumps(row) + "\n" for row in rows))
 
 
 def build_spec(cfg: JobpredConfig, job: AdapterJob, model_path: str, init_adapter: str | None,
-               plan, out_dir: Path) -> dict:
+               plan, out_dir: Location) -> dict:
     """What every worker receives (plain types)."""
     from transformers import AutoTokenizer
 
@@ -169,11 +166,11 @@ def _trainer(tc: TrainConfig, job: AdapterJob, spec: dict, ds, run: RunDir):
     from ray.train.torch import TorchTrainer
 
 
-    storage = Path(tc.storage_path) if tc.storage_path else run.path / "train"
+    storage = location(tc.storage_path) if tc.storage_path else run.path / "train"  # Ray Train takes s3:// too
     scaling = ScalingConfig(num_workers=tc.num_workers, use_gpu=tc.use_gpu,
                             resources_per_worker=dict(tc.resources_per_worker),
                             accelerator_type=tc.accelerator_type)
-    run_config = RunConfig(name=job.name, storage_path=str(storage.resolve()),
+    run_config = RunConfig(name=job.name, storage_path=str(storage),
                            failure_config=FailureConfig(max_failures=tc.max_failures),
                            checkpoint_config=CheckpointConfig(num_to_keep=tc.keep_checkpoints),
                            worker_runtime_env=worker_runtime_env(tc))
@@ -183,36 +180,29 @@ def _trainer(tc: TrainConfig, job: AdapterJob, spec: dict, ds, run: RunDir):
                         datasets={"train": ds}, dataset_config=data_config)
 
 
-def _export(checkpoint, adapter_dir: Path) -> list[dict]:
+def _export(checkpoint, adapter_dir: Location) -> list[dict]:
     """Copy the adapter files of the final checkpoint into ``adapter_dir`` (atomically); returns the
     checkpoint's curve (the metrics of every step up to it)."""
     if checkpoint is None:
         raise RuntimeError("Ray Train returned no checkpoint: the run reported none")
-    tmp = adapter_dir.with_name(adapter_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     with checkpoint.as_directory() as src:
-        for name in ADAPTER_FILES:
-            if (Path(src) / name).exists():
-                shutil.copy2(Path(src) / name, tmp / name)
-        curve = read_metrics(Path(src) / CURVE_FILE)
-    if not (tmp / "adapter_model.safetensors").exists():
-        raise RuntimeError(f"checkpoint {checkpoint.path} has no adapter_model.safetensors")
-    shutil.rmtree(adapter_dir, ignore_errors=True)
-    tmp.rename(adapter_dir)
-    return curve
+        src = Path(src)
+        if not (src / "adapter_model.safetensors").exists():
+            raise RuntimeError(f"checkpoint {checkpoint.path} has no adapter_model.safetensors")
+        publish_files({name: src / name for name in ADAPTER_FILES if (src / name).exists()}, adapter_dir)
+        return read_metrics(src / CURVE_FILE)
 
 
-def read_curve(metrics_path: Path) -> list[dict]:
+def read_curve(metrics_path: Location) -> list[dict]:
     """The metrics of each step, the last line written for it (a replayed step overwrites the earlier one)."""
     steps = {row["step"]: row for row in read_metrics(metrics_path)}
     return [steps[k] for k in sorted(steps)]
 
 
-def _summary(job: AdapterJob, rows: int, examples: pa.Table, used: int, plan, out_dir: Path,
+def _summary(job: AdapterJob, rows: int, examples: pa.Table, used: int, plan, out_dir: Location,
              timings: dict) -> dict:
     curve = read_curve(out_dir / "metrics.jsonl")
-    starts = read_metrics(out_dir / "workers" / "rank-0.jsonl")
+    starts = read_metrics(scratch_dir(out_dir) / "workers" / "rank-0.jsonl")  # where rank 0 logged them
     if not curve:
         raise RuntimeError(f"{out_dir}: no step metrics, neither in metrics.jsonl nor in the final checkpoint")
     steady = curve[1:] or curve  # the first step pays for warm-up
