@@ -137,9 +137,6 @@ def run_all(cfg: JobpredConfig, run_dir, force: set[str] = frozenset(), progress
     input_spec = ({"path": str(location(input_path)), "format": input_format_of(input_path, input_format)}
                   if input_path else {"synth": SYNTH_INPUT})
     steps = plan(cfg, run.path, set(force), input_spec)
-    for stage, action, _ in steps:  # before any work: not a failure two hours in
-        if action != "skip":
-            stage.check_run_dir(run.path)
     keys = stage_keys(cfg, input_spec)
     say = print if progress else (lambda *a, **k: None)
     say(f"jobpred run: config {cfg.name!r}, run directory {run.path}", flush=True)

@@ -13,22 +13,20 @@ predictor (an LLM one, say) did not write them. LLM predictors add ``reason`` an
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import polars as pl
-import pyarrow.parquet as pq
 
 from jobpred.rundir import RunDir
 from jobpred.schema import PREDICTIONS_SCHEMA
-from jobpred.storage import location
+from jobpred.storage import Location, location, write_parquet_atomic
 
 PREDICTIONS_DIR = "predictions"
 
 
-def predictions_dir(run_dir: str | os.PathLike, eval_run: str | os.PathLike | None = None) -> Path:
+def predictions_dir(run_dir: str | os.PathLike, eval_run: str | os.PathLike | None = None) -> Location:
     """Where predictions go: ``RUN_DIR/predictions`` or, scored on another run, ``.../on-<its name>``."""
     base = location(run_dir) / PREDICTIONS_DIR
-    return base / f"on-{Path(eval_run).resolve().name}" if eval_run else base
+    return base / f"on-{location(eval_run).name}" if eval_run else base
 
 
 def example_features(examples: pl.DataFrame | pl.LazyFrame) -> pl.LazyFrame:
@@ -43,11 +41,11 @@ def example_features(examples: pl.DataFrame | pl.LazyFrame) -> pl.LazyFrame:
 
 def split_examples(run: RunDir, split: str) -> pl.DataFrame:
     """One split of the run's prepared examples (``prepare`` must have run)."""
-    return pl.read_parquet(run.output("prepare", split))
+    return pl.read_parquet(str(run.output("prepare", split)))
 
 
 def write_predictions(run: RunDir, name: str, examples: pl.DataFrame, ranked: pl.Series, top_k: int = 10,
-                      out_dir: Path | None = None) -> Path:
+                      out_dir: Location | None = None) -> Location:
     """Write ``RUN_DIR/predictions/<name>.parquet`` (or ``out_dir/<name>.parquet``) for ``examples``
     (row-aligned with ``ranked``).
 
@@ -61,12 +59,11 @@ def write_predictions(run: RunDir, name: str, examples: pl.DataFrame, ranked: pl
     ).with_columns(pl.col("ranked_codes").list.first().alias("predicted_code"))
     table = table.select(PREDICTIONS_SCHEMA.names)
     out = (out_dir or run.path / PREDICTIONS_DIR) / f"{name}.parquet"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table.to_arrow().cast(PREDICTIONS_SCHEMA), out)  # the cast enforces the contract
+    write_parquet_atomic(table.to_arrow().cast(PREDICTIONS_SCHEMA), out)  # the cast enforces the contract
     return out
 
 
-def find_predictions(run: RunDir) -> dict[str, Path]:
+def find_predictions(run: RunDir) -> dict[str, Location]:
     """Predictor name -> its table, for every ``RUN_DIR/predictions/*.parquet`` (sorted by name)."""
     folder = run.path / PREDICTIONS_DIR
     return {p.stem: p for p in sorted(folder.glob("*.parquet"))} if folder.is_dir() else {}

@@ -29,7 +29,7 @@ from jobpred.data import prepare as prepare_data
 from jobpred.data import synth as synth_data
 from jobpred.predict.steps import adapters_needed
 from jobpred.rundir import RunDir
-from jobpred.storage import is_uri, location
+from jobpred.storage import location
 
 INPUT_FORMATS = ("jsonl", "parquet", "jobhop", "karrierewege", "decorte")
 SYNTH_INPUT = "input/persons.jsonl"  # where synth writes inside a run directory (and prepare reads it)
@@ -57,17 +57,8 @@ class Stage:
     options: tuple[Option, ...] = ()
     resumable: bool = False  # a rerun picks up its own committed work
     needs_run: bool = True  # synth can also write a file outside any run directory
-    object_storage: bool = True  # works on a run directory in a bucket (s3://, gs://)
-
-    def check_run_dir(self, run_dir: str | os.PathLike | None) -> None:
-        """A clear error, before any work, for a bucket run directory this stage cannot use yet."""
-        if run_dir is not None and not self.object_storage and is_uri(run_dir):
-            able = ", ".join(s.name for s in STAGES if s.object_storage)
-            raise ValueError(f"stage {self.name}: a run directory in object storage ({run_dir}) is not supported "
-                             f"for this stage yet (it is for {able}); use a path every node mounts")
 
     def run(self, cfg: JobpredConfig, run_dir: str | os.PathLike | None, **options) -> dict:
-        self.check_run_dir(run_dir)
         return self.fn(cfg, RunDir(run_dir).path if run_dir is not None else None, **options)
 
 
@@ -186,11 +177,11 @@ STAGES: tuple[Stage, ...] = (
                              "judge": cfg.reasons.judge.model_dump(mode="json"),
                              "baselines": cfg.baselines.model_dump(
                                  mode="json", exclude={"bootstrap_samples", "bootstrap_seed"})},
-          outputs=("predictions", "predict", "ray_train"), object_storage=False,
+          outputs=("predictions", "predict", "ray_train"),
           options=(Option(("--baselines-only",), "only the baselines (popular, stay, markov, gru), not the LLM "
                           "predictors", dest="baselines_only", kwargs={"action": "store_true"}), _EVAL_RUN)),
     Stage("report", "scores, paired CIs, claims and plots of the run's predictions (RUN_DIR/report/)", _report,
-          reads=_bootstrap, outputs=("report",), options=(_EVAL_RUN,), object_storage=False),
+          reads=_bootstrap, outputs=("report",), options=(_EVAL_RUN,)),
 )
 STAGE: dict[str, Stage] = {s.name: s for s in STAGES}
 STAGE_NAMES = tuple(STAGE)

@@ -169,3 +169,12 @@ def publish_files(files: dict[str, Path], dest: Location) -> None:
     remove_tree(dest)
     for name, src in files.items():
         dest.fs.put_file(str(src), f"{dest.path}/{name}")
+
+
+def save_figure(fig, loc: Location, dpi: int = 110) -> None:
+    """A matplotlib figure as a PNG at ``loc`` (matplotlib writes to a local path or to an open file)."""
+    if isinstance(loc, Path):
+        fig.savefig(loc, dpi=dpi)
+    else:
+        with loc.open("wb") as f:
+            fig.savefig(f, dpi=dpi, format="png")

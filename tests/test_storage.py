@@ -143,6 +143,88 @@ def test_ray_train_checkpoints_and_exports_the_adapter_into_the_bucket(bucket_ru
     assert isinstance(local, Path) and PeftConfig.from_pretrained(str(local)).r == cfg.train.lora.rank
 
 
+@pytest.mark.integration
+def test_evaluate_and_report_read_and_write_the_bucket(bucket_run):
+    """The LLM predictors load the bucket's adapter through ray.data.llm's own LoRA download (rows name it,
+    the engine fetches it from the run's adapters/ prefix); baselines, tables, report and plots land there."""
+    cfg, run, _ = bucket_run
+    stages.STAGE["train"].run(cfg, run, mode="joint", dpo=False)  # done already if the test above ran
+    result = stages.STAGE["evaluate"].run(cfg, run)
+    assert set(result["predict"]["predictors"]) == {"zero-shot", "joint"}
+    by = result["predict"]["by_predictor"]
+    assert by["joint"]["rows"] == cfg.predict.max_examples and by["joint"]["errors"] == 0, by["joint"]
+    report = stages.STAGE["report"].run(cfg, run)
+    keys = set(_keys(run))
+    assert {"predictions/joint.parquet", "predictions/zero-shot.parquet", "predictions/stay.parquet",
+            "report/report.md", "report/metrics.json"} <= keys
+    assert [k for k in keys if k.startswith("report/") and k.endswith(".png")]
+    assert set(report["predictors"]) >= {"joint", "zero-shot", "stay", "markov"}
+    assert "joint" in _get(f"{run}/report/report.md").decode()
+
+
+@pytest.mark.integration
+def test_serve_loads_the_bucket_adapter_with_ray_serve_llm_own_loader(bucket_run):
+    """`jobpred serve --run s3://...`'s application: the adapter trained into the bucket is a model of the
+    OpenAI routes, downloaded by each replica through ``dynamic_lora_loading_path``, and /v1/predict uses it."""
+    import socket
+
+    import httpx
+    from ray import serve
+    from servekit import record
+
+    from jobpred.serving.deployment import build_application, llm_config
+
+    cfg, run, _ = bucket_run
+    stages.STAGE["train"].run(cfg, run, mode="joint", dpo=False)  # done already if an earlier test ran
+    serve_cfg = load_config(SMOKE, ["predict.max_tokens=48", "predict.answer_max_tokens=16",
+                                    "serve.request_timeout_s=120"])
+    assert llm_config(serve_cfg, run).lora_config.dynamic_lora_loading_path == f"{run}/adapters"
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    try:
+        serve.run(build_application(serve_cfg, run, None), name="jobpred", route_prefix="/")
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=180) as http:
+            base = "smollm2-135m-instruct"
+            assert {m["id"] for m in http.get("/v1/models").json()["data"]} == {base, f"{base}:joint"}
+            chat = http.post("/v1/chat/completions", json={
+                "model": f"{base}:joint", "max_tokens": 8, "temperature": 0,
+                "messages": [{"role": "user", "content": "Name one job."}]})
+            assert chat.status_code == 200 and chat.json()["choices"][0]["message"]["content"].strip(), chat.text
+            out = http.post("/v1/predict", params={"predictor": "joint"}, json=record())
+            assert out.status_code == 200, out.text
+            assert out.json()["adapter"] == "joint" and out.json()["occupation"]["code"]
+    finally:
+        serve.shutdown()
+
+
+def test_an_adapter_in_the_bucket_is_merged_on_this_node_and_uploaded(s3_server, tmp_path, monkeypatch):
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from jobpred.models import resolve_model
+    from jobpred.predict.merged import MARKER, merged_model
+
+    monkeypatch.setenv("JOBPRED_CACHE", str(tmp_path / "cache"))
+    base_path = resolve_model("smollm2-135m-instruct")
+    torch.manual_seed(0)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32),
+                           LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"]))
+    model.save_pretrained(tmp_path / "joint")
+    run = location(_prefix())
+    for f in (tmp_path / "joint").iterdir():
+        (run / "adapters" / "joint" / f.name).write_bytes(f.read_bytes())
+    out = merged_model(base_path, str(run / "adapters" / "joint"), run / "merged")
+    assert out == str(run / "merged" / "joint")
+    keys = _keys(str(run))
+    assert {"merged/joint/config.json", "merged/joint/model.safetensors", f"merged/joint/{MARKER}"} <= set(keys)
+    assert merged_model(base_path, str(run / "adapters" / "joint"), run / "merged") == out  # marker: no rebuild
+    merged = AutoModelForCausalLM.from_pretrained(str(local_copy(location(out))))
+    assert merged.config.num_hidden_layers == model.config.num_hidden_layers
+
+
 def test_a_bucket_prefix_is_copied_to_this_node_once_per_content(s3_server, tmp_path, monkeypatch):
     monkeypatch.setenv("JOBPRED_CACHE", str(tmp_path / "cache"))
     root = location(_prefix()) / "adapters" / "a"
@@ -158,15 +240,6 @@ def test_a_bucket_prefix_is_copied_to_this_node_once_per_content(s3_server, tmp_
         local_copy(location(_prefix()))
 
 
-def test_stages_that_cannot_use_a_bucket_yet_say_so_before_any_work(s3_server):
-    cfg = load_config(SMOKE)
-    run = _prefix()
-    for name in ("evaluate", "report"):
-        with pytest.raises(ValueError, match=f"stage {name}: a run directory in object storage"):
-            stages.STAGE[name].run(cfg, run)
-    assert _keys(run) == []
-
-
 def test_the_cli_prepares_into_a_bucket_and_refuses_what_it_cannot_do(s3_server, tmp_path):
     """The user's commands: `jobpred synth/prepare --run s3://...` (credentials from the environment)."""
     run = _prefix()
@@ -177,7 +250,7 @@ def test_the_cli_prepares_into_a_bucket_and_refuses_what_it_cannot_do(s3_server,
         assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["read"] == 30
     assert "examples/test.parquet" in _keys(run)
-    for args, says in ((["evaluate", "--run", run], "not supported for this stage yet"),
+    for args, says in ((["serve", "--run", run, "--insecure"], "not supported yet"),
                        (["prepare", "--out", "gs://bucket/run"], "gcsfs"),
                        (["prepare", "--out", "http://host/run"], "not http://")):
         out = subprocess.run([*cli, *args], capture_output=True, text=True, timeout=300, cwd=tmp_path)

@@ -28,6 +28,7 @@ from jobpred.eval.metrics import bootstrap_ci, score_frame
 from jobpred.eval.score import standardize_table
 from jobpred.predict.answers import FALLBACK_METHODS
 from jobpred.predict.judged import JUDGEMENTS_FILE
+from jobpred.storage import save_figure
 
 SUPERVISED = ("markov", "gru")
 ZERO_SHOT = ("zero-shot", "zero-shot-reason")
@@ -39,7 +40,7 @@ FINE_TUNED = ("joint", "joint-dpo", "two-model", "two-model-dpo")
 
 def per_example(path: Path) -> pl.DataFrame:
     """example_id, em (0/1), rm (AccRM credit) of one predictions table."""
-    table = pl.read_parquet(path)
+    table = pl.read_parquet(str(path))
     scored = score_frame(standardize_table(table)).with_columns(table["example_id"])
     return scored.select("example_id", "em", "rm")
 
@@ -132,9 +133,9 @@ def _methods_section(tables: dict[str, Path]) -> list[str]:
     """How each LLM predictor's first choices were found: from the model's answer, or by a fall-back."""
     rows = []
     for name, path in tables.items():
-        if "answer_method" not in pl.read_parquet_schema(path):
+        if "answer_method" not in pl.read_parquet_schema(str(path)):
             continue
-        frame = pl.read_parquet(path, columns=["answer_method"])
+        frame = pl.read_parquet(str(path), columns=["answer_method"])
         counts = dict(frame.group_by("answer_method").len().iter_rows())
         fallback = sum(counts.get(m, 0) for m in FALLBACK_METHODS)
         rows.append([name, str(frame.height), f"{100 * (frame.height - fallback) / max(1, frame.height):.0f}%",
@@ -153,7 +154,7 @@ def _quality_vs_accuracy(run, tables: dict[str, Path], out_dir: Path) -> tuple[p
     path = run.path / JUDGEMENTS_FILE
     if not path.exists():
         return pl.DataFrame(), []
-    judged = pl.read_parquet(path).filter(pl.col("status") == "ok")
+    judged = pl.read_parquet(str(path)).filter(pl.col("status") == "ok")
     parts = []
     for name in judged["predictor"].unique(maintain_order=True):
         if name in tables:
@@ -194,7 +195,7 @@ def _plot(cells: pl.DataFrame, out_dir: Path) -> str:
     axes[0][-1].legend(fontsize=7)
     fig.tight_layout()
     name = "accuracy_vs_reason_score.png"
-    fig.savefig(out_dir / name, dpi=110)
+    save_figure(fig, out_dir / name)
     plt.close(fig)
     return name
 

@@ -23,6 +23,7 @@ from jobpred.eval.markdown import markdown_table
 from jobpred.eval.score import score_predictions, served_figures, standardize_table
 from jobpred.predictions import example_features, find_predictions
 from jobpred.rundir import RunDir
+from jobpred.storage import location, make_dir, save_figure
 
 REPORT_DIR = "report"
 HEADLINE = ("AccEM", "AccRM", "Acc@5", "MRR")
@@ -44,7 +45,7 @@ SOC_MAJOR_GROUPS = {
 def load_frame(path: Path, features: pl.LazyFrame, strict: bool = True, ids: set[str] | None = None) -> pl.DataFrame:
     """A predictions table as a standard frame (``strict``: fall-backs are misses), with history features
     from the examples when absent; only the examples in ``ids`` when given."""
-    table = pl.read_parquet(path)
+    table = pl.read_parquet(str(path))
     if ids is not None:
         table = table.filter(pl.col("example_id").is_in(sorted(ids)))
     frame = standardize_table(table, strict=strict)
@@ -57,7 +58,7 @@ def load_frame(path: Path, features: pl.LazyFrame, strict: bool = True, ids: set
 
 def common_examples(tables: dict[str, Path]) -> set[str] | None:
     """The example ids every table predicted (None when they all cover the same examples)."""
-    sets = [set(pl.read_parquet(p, columns=["example_id"])["example_id"]) for p in tables.values()]
+    sets = [set(pl.read_parquet(str(p), columns=["example_id"])["example_id"]) for p in tables.values()]
     common = set.intersection(*sets) if sets else set()
     return None if all(s == common for s in sets) else common
 
@@ -72,7 +73,7 @@ def score_run(run: RunDir, bootstrap: int = 1000, seed: int = 0, tables: dict[st
         raise FileNotFoundError(
             f"{run.path / 'predictions'} has no <predictor>.parquet; run `jobpred evaluate --baselines-only`"
         )
-    examples = pl.scan_parquet((examples_run or run).output("prepare", "examples") / "*.parquet")
+    examples = pl.scan_parquet(str((examples_run or run).output("prepare", "examples") / "*.parquet"))
     features = example_features(examples)
     results = {}
     for name, path in tables.items():
@@ -91,7 +92,7 @@ def build_report(run_dir, bootstrap: int = 1000, seed: int = 0, eval_run=None) -
     With ``eval_run`` (another run directory whose test split the predictions were made on), the tables
     come from ``RUN_DIR/predictions/on-<name>/`` and the report goes to ``RUN_DIR/report/on-<name>/``."""
     run = RunDir(run_dir)
-    suffix = f"on-{Path(eval_run).resolve().name}" if eval_run else None
+    suffix = f"on-{location(eval_run).name}" if eval_run else None
     folder = run.path / "predictions" / suffix if suffix else run.path / "predictions"
     tables = {p.stem: p for p in sorted(folder.glob("*.parquet"))}
     examples_run = RunDir(eval_run) if eval_run else None
@@ -100,7 +101,7 @@ def build_report(run_dir, bootstrap: int = 1000, seed: int = 0, eval_run=None) -
     whole = score_run(run, 0, seed, tables, examples_run) if ids is not None else {}
     rel = f"{REPORT_DIR}/{suffix}" if suffix else REPORT_DIR
     out = run.path / rel
-    out.mkdir(parents=True, exist_ok=True)
+    make_dir(out)
     stage = run.manifest()["stages"].get("predict-" + suffix if suffix else "predict", {})
     meta = {"run": str(run.path), "examples_from": str(eval_run or run.path), "bootstrap_samples": bootstrap,
             "bootstrap_seed": seed, "skipped": stage.get("counts", {}).get("skipped", {}),
@@ -257,6 +258,6 @@ def _save(fig, out: Path, name: str) -> str:
     import matplotlib.pyplot as plt
 
     fig.tight_layout()
-    fig.savefig(out / name, dpi=110)
+    save_figure(fig, out / name)
     plt.close(fig)
     return name

@@ -210,7 +210,7 @@ def _fit_ray(inputs, labels, n_codes: int, cfg: SequenceModelConfig, workers: in
         _ray_worker_loop,
         train_loop_config={"cfg": cfg.model_dump(), "inputs": inputs, "labels": labels, "n_codes": n_codes},
         scaling_config=ScalingConfig(num_workers=workers, use_gpu=False),
-        run_config=RunConfig(name="gru_baseline", storage_path=str(storage.resolve())),
+        run_config=RunConfig(name="gru_baseline", storage_path=str(storage)),  # absolute (RunDir); s3:// too
     )
     result = trainer.fit()
     model = _new_model(n_codes, cfg)

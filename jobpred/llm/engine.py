@@ -70,19 +70,23 @@ def engine_starts() -> int:
     return _ENGINE_STARTS[0]
 
 
-def build_processor(cfg: LLMConfig, score: bool = False) -> Callable:
+def build_processor(cfg: LLMConfig, score: bool = False, lora_root: str | None = None) -> Callable:
     """A function ``Dataset -> Dataset`` that runs every row's chat through the configured model.
 
     ``score``: instead of generating, score the end of each prompt (vLLM only): rows carry ``score_from``, the
     prompt position scoring starts at, and gain ``scored_token_ids`` (the prompt's tokens from there on)
     and ``scored_logprobs`` (each one's logprob given the tokens before it; None where the engine served the
-    position from its prefix cache and so computed none: :mod:`jobpred.predict.likelihood`)."""
+    position from its prefix cache and so computed none: :mod:`jobpred.predict.likelihood`).
+
+    ``lora_root``: a bucket prefix holding adapter directories; rows then name an adapter by its directory's
+    name and each engine downloads it to its own node (ray.data.llm's ``dynamic_lora_loading_path``).
+    Without it, rows name a local adapter directory."""
     if cfg.backend == "http":
         if score:
             raise ValueError("scoring prompts (predict.answer_mode 'ranked') needs the vllm backend")
         return _http_processor(cfg)
     _ENGINE_STARTS[0] += cfg.concurrency
-    return _vllm_processor(cfg, score)
+    return _vllm_processor(cfg, score, lora_root)
 
 
 # ---- vLLM ---------------------------------------------------------------------------------------------
@@ -165,7 +169,7 @@ def _identity(row: dict) -> dict:
     return row
 
 
-def _vllm_processor(cfg: LLMConfig, score: bool = False) -> Callable:
+def _vllm_processor(cfg: LLMConfig, score: bool = False, lora_root: str | None = None) -> Callable:
     from ray.data.llm import build_processor as ray_build_processor
     from ray.data.llm import vLLMEngineProcessorConfig
 
@@ -185,8 +189,9 @@ def _vllm_processor(cfg: LLMConfig, score: bool = False) -> Callable:
         engine_kwargs.setdefault("enable_prefix_caching", True)
     stage = {"num_cpus": cfg.stage_num_cpus}
     config = vLLMEngineProcessorConfig(
-        model_source=resolve_model(cfg.model),
+        model_source=resolve_model(cfg.model),  # a bucket URI too (a merged adapter): each node downloads it
         engine_kwargs=engine_kwargs,
+        dynamic_lora_loading_path=lora_root,
         batch_size=cfg.batch_size,
         concurrency=cfg.concurrency,
         max_concurrent_batches=cfg.max_concurrent_batches,

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 
 import polars as pl
 
@@ -24,6 +23,7 @@ from jobpred.predict.judged import JUDGEMENTS_FILE, judge_reasons
 from jobpred.predictions import predictions_dir, split_examples
 from jobpred.ray_utils import init_ray
 from jobpred.rundir import RunDir
+from jobpred.storage import location
 
 MERGED_DIR = "predict/merged"  # adapters merged into the base (predict.adapters: merged), rebuilt when changed
 _EXAMPLE_COLUMNS = ["example_id", "education", "history", "target_code", "target_title"]
@@ -63,7 +63,7 @@ def run(cfg: JobpredConfig, run_dir: str | os.PathLike, eval_run: str | os.PathL
         stats["prompt_tokens"] = int(results["prompt_tokens"].sum())
     else:
         paths = {}
-    stage = "predict" if eval_run is None else f"predict-on-{Path(eval_run).resolve().name}"
+    stage = "predict" if eval_run is None else f"predict-on-{location(eval_run).name}"
     outputs = {name: str(path.relative_to(run_.path)) for name, path in paths.items()}
     run_.record_stage(stage, outputs=outputs, config=p, counts={k: v for k, v in stats.items() if k != "judge"},
                       model=cfg.model, extra={"adapters": {n: adapters[n] for n in sorted(adapters)},

@@ -54,6 +54,7 @@ from jobpred.predict.steps import adapters_needed, generation_steps, predictor_s
 from jobpred.predictions import example_features
 from jobpred.rundir import RunDir
 from jobpred.schema import PREDICTIONS_SCHEMA
+from jobpred.storage import Location, is_uri
 
 _LIGHT_CPU = 0.1
 _NOOP = [{"role": "user", "content": "-"}]
@@ -116,7 +117,10 @@ class _Stage:
         """The model of engine stage ``step`` (-1: the last, the ranked mode's scoring) for ``adapter``."""
         if self.models is not None:
             return self.models[-1 if step < 0 else min(step, len(self.models) - 1)]
-        return self.paths[adapter] if adapter else self.base
+        if not adapter:
+            return self.base
+        path = self.paths[adapter]  # in a bucket: the adapter's name, found under lora_root (build_pipeline)
+        return path.rsplit("/", 1)[-1] if is_uri(path) else path
 
     def noop(self, step: int) -> dict:
         return {"model": self._model(step, None), "messages": _NOOP, "sampling": self._noop_sampling}
@@ -319,6 +323,9 @@ def build_pipeline(ds, cfg: JobpredConfig, names: list[str], adapter_paths: dict
             return engine_config(cfg)
         return engine_config(cfg, models[-1 if step < 0 else min(step, len(models) - 1)])
 
+    def processor(conf: LLMConfig, score: bool = False):
+        return engine.build_processor(conf, score=score, lora_root=None if models else lora_root(adapter_paths))
+
     pool = ray.data.ActorPoolStrategy(min_size=1, max_size=1)
     kwargs = {"cfg": cfg, "names": names, "adapter_paths": adapter_paths, "models": models}
     ds = ds.map_batches(BuildRequests, fn_constructor_kwargs=kwargs,
@@ -326,23 +333,23 @@ def build_pipeline(ds, cfg: JobpredConfig, names: list[str], adapter_paths: dict
     if cfg.predict.answer_mode == "ranked":
         generated = any(generation_steps(p, "ranked") for p in names)
         if generated:
-            ds = engine.build_processor(econf(0))(ds)
+            ds = processor(econf(0))(ds)
             if cfg.predict.one_engine_at_a_time:
                 ds = ds.materialize()  # the generation engine stops before the scoring engine starts
         ds = ds.map_batches(ScoreRequests, fn_constructor_kwargs={**kwargs, "generated": generated},
                             batch_size=None, batch_format="pyarrow", num_cpus=_LIGHT_CPU, compute=pool)
-        ds = engine.build_processor(econf(-1), score=True)(ds)
+        ds = processor(econf(-1), score=True)(ds)
         return ds.groupby(["example_id", "predictor"]).map_groups(
             RankLikelihood, fn_constructor_kwargs=kwargs, batch_format="pyarrow", num_cpus=_LIGHT_CPU,
             compute=ray.data.ActorPoolStrategy(min_size=1, max_size=1))
-    ds = engine.build_processor(econf(0))(ds)
+    ds = processor(econf(0))(ds)
     two_step = any(len(predictor_steps(p)) > 1 for p in names)
     if two_step and cfg.predict.one_engine_at_a_time:
         ds = ds.materialize()  # step 1 runs to the end and its engine stops before step 2's starts
     if two_step:
         ds = ds.map_batches(ChainStep, fn_constructor_kwargs=kwargs,
                             batch_size=None, batch_format="pyarrow", num_cpus=_LIGHT_CPU, compute=pool)
-        ds = engine.build_processor(econf(1))(ds)
+        ds = processor(econf(1))(ds)
     return ds.map_batches(RankAnswers, fn_constructor_kwargs={**kwargs, "two_step": two_step},
                           batch_size=None, batch_format="pyarrow", num_cpus=_LIGHT_CPU, compute=pool)
 
@@ -394,7 +401,19 @@ def trained_adapters(run_dir: str | os.PathLike, history_format: str) -> dict[st
         raise ValueError(f"adapters {sorted(other)} in {run.path} were trained with history_format="
                          f"{sorted(set(other.values()))[0]}, the config says {history_format}; set history_format "
                          f"to match, or train them again (`jobpred run --force train`)")
-    return {name: str((run.path / info["path"]).resolve()) for name, info in adapters.items()}
+    return {name: str(run.path / info["path"]) for name, info in adapters.items()}  # run.path: absolute
+
+
+def lora_root(adapter_paths: dict[str, str]) -> str | None:
+    """The bucket prefix the adapters lie under (what the engines load them from by name), or None when
+    they are local directories (rows name them directly)."""
+    uris = [p for p in adapter_paths.values() if is_uri(p)]
+    if not uris:
+        return None
+    roots = {p.rsplit("/", 1)[0] for p in uris}
+    if len(roots) > 1 or len(uris) != len(adapter_paths):  # one engine loads them all from one prefix
+        raise ValueError(f"adapters in more than one place: {sorted(adapter_paths.values())}")
+    return roots.pop()
 
 
 def plan_predictors(cfg: JobpredConfig, adapters: dict[str, str]) -> tuple[list[str], dict[str, str]]:
@@ -426,14 +445,14 @@ def collect(ds, total: int) -> pa.Table:
     return pa.concat_tables(tables) if tables else RESULT_SCHEMA.empty_table()
 
 
-def remove_other_tables(out_dir: Path, predictors: list[str]) -> None:
+def remove_other_tables(out_dir: Location, predictors: list[str]) -> None:
     """Remove the tables of LLM predictors this evaluation does not run: they are of an earlier evaluation
     (other examples, other models), and the report scores every table it finds."""
     for name in set(PREDICTOR_NAMES) - set(predictors):
         (out_dir / f"{name}.parquet").unlink(missing_ok=True)
 
 
-def write_tables(out_dir: Path, examples: pl.DataFrame, results: pl.DataFrame, predictors: list[str]) -> dict:
+def write_tables(out_dir: Location, examples: pl.DataFrame, results: pl.DataFrame, predictors: list[str]) -> dict:
     """One predictions table per predictor (PREDICTIONS_SCHEMA columns first, then the LLM extras)."""
     feats = example_features(examples).collect()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -446,6 +465,6 @@ def write_tables(out_dir: Path, examples: pl.DataFrame, results: pl.DataFrame, p
             raise RuntimeError(f"{name}: {table['ranked_codes'].null_count()} examples came back without a row")
         extra = [c for c in table.columns if c not in PREDICTIONS_SCHEMA.names]
         path = out_dir / f"{name}.parquet"
-        table.select([*PREDICTIONS_SCHEMA.names, *extra]).write_parquet(path)
+        table.select([*PREDICTIONS_SCHEMA.names, *extra]).write_parquet(str(path))
         paths[name] = path
     return paths

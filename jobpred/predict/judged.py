@@ -11,6 +11,7 @@ from __future__ import annotations
 import polars as pl
 
 from jobpred.reasons.judge import judge_pipeline
+from jobpred.storage import write_parquet_atomic
 
 JUDGEMENTS_FILE = "predict/reason_judgements.parquet"
 
@@ -36,7 +37,5 @@ def judge_reasons(cfg, run, results: pl.DataFrame, examples: pl.DataFrame) -> di
     judged = pl.concat(out).with_columns(pl.col("candidate_id").str.split("|").list.first().alias("predictor"))
     judged = judged.select("predictor", "example_id", "criterion", "status", "score", "problem", "model",
                            "prompt_version", "raw_output")
-    path = run.path / JUDGEMENTS_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    judged.write_parquet(path)
+    write_parquet_atomic(judged.to_arrow(), run.path / JUDGEMENTS_FILE)
     return {"judged": rows.height, **dict(judged.group_by("status").len().iter_rows())}

@@ -19,6 +19,8 @@ import json
 import shutil
 from pathlib import Path
 
+from jobpred.storage import cache_dir, local_copy, location, publish_files
+
 MARKER = "jobpred_merged.json"
 
 
@@ -30,13 +32,31 @@ def _digest(base_path: str, adapter_dir: Path) -> str:
 
 
 def merged_model(base_path: str, adapter_dir: str | Path, out_root: str | Path) -> str:
-    """The directory of ``adapter_dir`` merged into ``base_path`` (a Hugging Face directory), built on first use."""
-    adapter_dir, out_root = Path(adapter_dir), Path(out_root)
-    out = out_root / adapter_dir.name
-    digest = _digest(base_path, adapter_dir)
+    """The directory of ``adapter_dir`` merged into ``base_path`` (a Hugging Face directory), built on first use.
+
+    With ``out_root`` in a bucket, the merge is done on this node's disk and uploaded (its marker last); the
+    URI is returned, and each engine's node downloads the model (ray.data.llm's remote ``model_source``)."""
+    adapter, root = location(adapter_dir), location(out_root)
+    local_adapter = local_copy(adapter)
+    digest = _digest(base_path, local_adapter)
+    out = root / adapter.name
+    if (out / MARKER).exists() and json.loads((out / MARKER).read_text()).get("digest") == digest:
+        return str(out)
+    built = _merge(base_path, local_adapter, root if isinstance(root, Path) else cache_dir() / "merged" / digest,
+                   digest, adapter)
+    if not isinstance(root, Path):
+        marker = built / MARKER
+        publish_files({p.name: p for p in built.iterdir() if p.is_file() and p != marker}, out)
+        (out / MARKER).write_text(marker.read_text())  # last: its presence means the upload is whole
+    return str(out)
+
+
+def _merge(base_path: str, adapter_dir: Path, out_root: Path, digest: str, source) -> Path:
+    """Merge on this node's disk into ``out_root / adapter_dir.name`` (a temporary sibling renamed in)."""
+    out = out_root / Path(str(source)).name
     marker = out / MARKER
     if marker.exists() and json.loads(marker.read_text()).get("digest") == digest:
-        return str(out)
+        return out
     import torch  # heavy: only when a merge is needed
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -49,9 +69,9 @@ def merged_model(base_path: str, adapter_dir: str | Path, out_root: str | Path) 
     merged.to(dtype if isinstance(dtype, torch.dtype) else getattr(torch, str(dtype))).save_pretrained(
         tmp, safe_serialization=True)
     AutoTokenizer.from_pretrained(base_path).save_pretrained(tmp)
-    (tmp / MARKER).write_text(json.dumps({"base": str(base_path), "adapter": str(adapter_dir), "digest": digest},
+    (tmp / MARKER).write_text(json.dumps({"base": str(base_path), "adapter": str(source), "digest": digest},
                                          indent=2) + "\n")
     shutil.rmtree(out, ignore_errors=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp.rename(out)
-    return str(out)
+    return out

@@ -11,8 +11,8 @@ from ``placement_bundles``, autoscaled between ``min_replicas`` and ``max_replic
 LoRA: every ``RUN_DIR/adapters/<name>/`` (a peft directory written by `jobpred train`) is the model
 ``<base>:<name>``. ray.serve.llm multiplexes such ids onto replicas and loads an adapter on first use
 (``max_adapters_per_replica`` stay loaded, least recently used evicted). Its stock loader only reads cloud
-buckets (``dynamic_lora_loading_path`` must be s3/gs/azure); :class:`LocalLoraLoader` reads the run
-directory instead (a local or shared file system, as every other stage does). The Ray internals this
+buckets (``dynamic_lora_loading_path`` must be s3/gs/azure): a run directory in a bucket uses it as is;
+for a local run directory (or a shared file system), :class:`LocalLoraLoader` reads it in place. The Ray internals this
 needs come from :mod:`jobpred.serving.ray_llm` (the one module that imports ``ray.llm._internal``).
 """
 
@@ -52,7 +52,7 @@ from jobpred.serving.ray_llm import (  # Ray 2.60.0 internals, all behind this o
 )
 from jobpred.serving.schemas import BadRequest
 from jobpred.serving.service import PredictService
-from jobpred.storage import is_uri, location
+from jobpred.storage import Location, is_uri, location
 
 log = logging.getLogger("jobpred.serve")
 
@@ -60,7 +60,7 @@ ADAPTERS_ENV = "JOBPRED_ADAPTERS_DIR"
 _ADAPTER_RESCAN_S = 5.0
 
 
-def adapters_in(run_dir: str | os.PathLike) -> dict[str, Path]:
+def adapters_in(run_dir: str | os.PathLike) -> dict[str, Location]:
     """name -> directory of every adapter under RUN_DIR/adapters (a directory with adapter_config.json)."""
     root = location(run_dir) / "adapters"
     if not root.is_dir():
@@ -68,7 +68,7 @@ def adapters_in(run_dir: str | os.PathLike) -> dict[str, Path]:
     return {p.name: p for p in sorted(root.iterdir()) if (p / "adapter_config.json").is_file()}
 
 
-def _lora_rank(adapters: dict[str, Path]) -> int:
+def _lora_rank(adapters: dict[str, Location]) -> int:
     """The largest LoRA rank of the adapters (``r`` of their adapter_config.json)."""
     return max(json.loads((p / "adapter_config.json").read_text()).get("r", 8) for p in adapters.values())
 
@@ -104,6 +104,8 @@ def llm_config(cfg: JobpredConfig, run_dir: str | os.PathLike) -> LLMConfig:
     if adapters:
         engine_kwargs.update(lora_engine_kwargs(_lora_rank(adapters), s.max_adapters_per_replica))
         lora = {"max_num_adapters_per_replica": s.max_adapters_per_replica}
+        if is_uri(run_dir):  # ray.serve.llm's own loader: each replica downloads <prefix>/<name> on first use
+            lora["dynamic_lora_loading_path"] = str(location(run_dir) / "adapters")
     autoscaling = {"min_replicas": s.min_replicas, "max_replicas": s.max_replicas,
                    "initial_replicas": s.min_replicas if s.initial_replicas is None else s.initial_replicas,
                    "target_ongoing_requests": s.target_ongoing_requests}
@@ -233,7 +235,7 @@ class JobpredIngress(OpenAiIngress):
 def build_application(cfg: JobpredConfig, run_dir: str | os.PathLike, digests: frozenset[str] | None):
     """The Serve application: engine deployment (+ LoRA) and the jobpred ingress in front of it."""
     config = llm_config(cfg, run_dir)
-    bind = {"model_downloader": LocalLoraLoader} if config.lora_config else None
+    bind = {"model_downloader": LocalLoraLoader} if config.lora_config and not is_uri(run_dir) else None
     server = build_llm_deployment(config, bind_kwargs=bind)
     ingress = serve.deployment(
         serve.ingress()(JobpredIngress), name="JobpredIngress", num_replicas=cfg.serve.ingress_replicas,
@@ -249,10 +251,7 @@ def run_server(cfg: JobpredConfig, run_dir: str | os.PathLike, digests: frozense
                block: bool = True) -> str:
     """Start Ray (cfg.ray), Serve on ``serve.host:serve.port`` and the application; returns the base URL.
     With ``block`` it waits until interrupted, then shuts Serve down."""
-    if is_uri(run_dir):
-        raise ValueError(f"jobpred serve: a run directory in object storage ({run_dir}) is not supported yet; "
-                         "serve from a path every node mounts")
-    if not Path(run_dir).is_dir():
+    if not location(run_dir).is_dir():
         raise FileNotFoundError(f"run directory {run_dir} does not exist")
     init_ray(cfg.ray)
     serve.start(http_options={"host": cfg.serve.host, "port": cfg.serve.port,
