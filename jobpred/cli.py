@@ -31,6 +31,7 @@ from jobpred.rundir import RunDir
 from jobpred.serving.security import require_api_keys
 from jobpred.stages import INPUT_FORMATS as FORMATS
 from jobpred.stages import STAGE, STAGE_NAMES, STAGES, Option, Stage
+from jobpred.storage import check_reachable
 
 
 def _cmd_stage(stage: Stage, args: argparse.Namespace) -> None:
@@ -150,6 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        for where in ("run", "out", "input", "eval_run"):  # a bucket that is not there: said before any work
+            if isinstance(getattr(args, where, None), str):
+                check_reachable(getattr(args, where))
         args.func(args)
     except (FileNotFoundError, ValueError, KeyError) as exc:
         print(f"jobpred {args.command}: error: {exc}", file=sys.stderr)

@@ -62,7 +62,27 @@ def location(path: str | os.PathLike) -> Location:
     needs = _FSSPEC_PACKAGE[scheme]
     if importlib.util.find_spec(needs) is None:  # s3fs is a dependency; gcsfs is only for GCS users
         raise ValueError(f"{text!r}: {scheme}:// run directories need the {needs} package (pip install {needs})")
-    return UPath(text)
+    # No listings cache: other processes write the same prefix (a job's workers, another node's ingress
+    # polling for new adapters, a resumed job), and s3fs would otherwise keep answering a listing it made once.
+    return UPath(text, use_listings_cache=False)
+
+
+def check_reachable(path: str | os.PathLike) -> None:
+    """Fail at once, naming the bucket, when an object-storage location's bucket is missing or cannot be
+    reached; a local path passes. Entry points call it before any stage starts: otherwise the first write,
+    deep inside Ray Data or s3fs, fails with a traceback that does not say which bucket or why."""
+    if not is_uri(path):
+        return
+    loc = location(path)
+    bucket = loc.path.split("/", 1)[0]
+    try:
+        found = loc.fs.exists(bucket)
+    except Exception as err:  # refused connection, bad credentials, wrong endpoint: all say it here
+        raise ValueError(f"{path}: cannot reach the bucket {bucket!r} ({type(err).__name__}: {err}); check "
+                         f"AWS_ENDPOINT_URL and the credentials") from err
+    if not found:
+        raise ValueError(f"{path}: the bucket {bucket!r} does not exist (or these credentials cannot see it); "
+                         f"create it first")
 
 
 def remove_tree(loc: Location) -> None:

@@ -258,7 +258,10 @@ def test_the_cli_prepares_into_a_bucket_and_refuses_what_it_cannot_do(s3_server,
     assert json.loads(out.stdout)["read"] == 30
     assert "examples/test.parquet" in _keys(run)
     for args, says in ((["prepare", "--out", "gs://bucket/run"], "gcsfs"),
-                       (["prepare", "--out", "http://host/run"], "not http://")):
+                       (["prepare", "--out", "http://host/run"], "not http://"),
+                       (["run", "--config", f"{REPO}/configs/smoke.yaml", "--run", "s3://no-such-bucket/run"],
+                        "bucket 'no-such-bucket' does not exist"),
+                       (["serve", "--insecure", "--run", "s3://no-such-bucket/run"], "'no-such-bucket'")):
         out = subprocess.run([*cli, *args], capture_output=True, text=True, timeout=300, cwd=tmp_path)
         assert out.returncode == 2 and says in out.stderr and "Traceback" not in out.stderr, out.stderr
     assert not (tmp_path / "s3:").exists() and not (tmp_path / "gs:").exists()
