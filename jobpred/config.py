@@ -373,6 +373,9 @@ class ServeConfig(_Section):
 
     host: str = Field("127.0.0.1", description="Address the HTTP proxy binds (0.0.0.0 exposes it; put TLS in front).")
     port: int = Field(8000, ge=1, le=65535, description="HTTP port of the Serve proxy.")
+    proxy_location: Literal["EveryNode", "HeadOnly"] = Field(
+        "EveryNode", description="Where Serve runs HTTP proxies: every node (Serve's default; put a load "
+        "balancer in front) or only the head (one address; also what several nodes on one machine need).")
     engine: LLMConfig | None = Field(
         None, description="Engine replica settings (model ignored: the top-level one); None: predict.engine's.")
     min_replicas: int = Field(1, ge=0, description="Fewest engine replicas (0 scales to zero when idle).")

@@ -254,7 +254,8 @@ def run_server(cfg: JobpredConfig, run_dir: str | os.PathLike, digests: frozense
     if not location(run_dir).is_dir():
         raise FileNotFoundError(f"run directory {run_dir} does not exist")
     init_ray(cfg.ray)
-    serve.start(http_options={"host": cfg.serve.host, "port": cfg.serve.port,
+    serve.start(proxy_location=cfg.serve.proxy_location,
+                http_options={"host": cfg.serve.host, "port": cfg.serve.port,
                               "request_timeout_s": cfg.serve.request_timeout_s + 30})
     serve.run(build_application(cfg, run_dir, digests), name="jobpred", route_prefix="/")
     url = f"http://{cfg.serve.host}:{cfg.serve.port}"
