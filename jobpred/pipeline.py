@@ -22,6 +22,12 @@ far: reasons and train resume their committed work, the others start over. A sta
 or named in ``force``, is redone from scratch: its outputs and those of all later stages are deleted and
 their manifest entries dropped before it starts. So ``--force prepare`` redoes prepare, reasons, train,
 evaluate and report; ``--force report`` only the report.
+
+**Where it ran.** Each stage's record in the ``run`` entry has ``placement``: the node of its driver and the
+nodes of the actors it started, by what they run (``MapWorker(MapBatches(vLLMEngineStageUDF))`` is a vLLM
+engine replica), with each node's address, whether it is the head and its custom resources
+(:class:`jobpred.ray_utils.WorkPlacement`). On a cluster that is how to check that the LLM stages ran where
+their ``placement_bundles`` asked.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ import time
 from pathlib import Path
 
 from jobpred.config import JobpredConfig
+from jobpred.ray_utils import WorkPlacement
 from jobpred.rundir import RunDir
 from jobpred.stages import STAGE, STAGE_NAMES, STAGES, SYNTH_INPUT, Stage, input_format_of, train_jobs
 from jobpred.storage import location, remove_tree
@@ -152,13 +159,14 @@ def run_all(cfg: JobpredConfig, run_dir, force: set[str] = frozenset(), progress
             continue
         say(f"{tag} {'redoing' if action == 'redo' else 'starting'} ({why})", flush=True)
         t = time.perf_counter()
+        where = WorkPlacement()
         try:
             result = stage.run(cfg, run.path, **_options(stage, input_spec, progress))
         except BaseException:
             say(f"{tag} FAILED after {_fmt(time.perf_counter() - t)}", flush=True)
             raise
         seconds = round(time.perf_counter() - t, 1)
-        _remember(run, cfg, stage, keys[stage.name], seconds)
+        _remember(run, cfg, stage, keys[stage.name], seconds, where.record())
         say(f"{tag} done in {_fmt(seconds)}", flush=True)
         summary[stage.name] = {"action": action, "why": why, "seconds": seconds, "result": result}
     report = run.output("report", "report")
@@ -190,12 +198,14 @@ def _clear(run: RunDir, cfg: JobpredConfig, stages: list[Stage]) -> None:
         run.record_stage(RECORD, outputs={}, config=entry["config"], extra={"stages": done})
 
 
-def _remember(run: RunDir, cfg: JobpredConfig, stage: Stage, keys: dict, seconds: float) -> None:
-    """Add one finished stage to the manifest's `run` entry (the other stages' records are kept)."""
+def _remember(run: RunDir, cfg: JobpredConfig, stage: Stage, keys: dict, seconds: float,
+              placement: dict | None) -> None:
+    """Add one finished stage to the manifest's `run` entry (the other stages' records are kept), with
+    where its work ran (:class:`jobpred.ray_utils.WorkPlacement`)."""
     manifest = run.manifest()
     done = manifest["stages"].get(RECORD, {}).get("stages", {})
     done[stage.name] = {**keys, "entries": _entries(manifest, stage), "seconds": seconds,
-                        "finished_at": _now()}
+                        "finished_at": _now(), "placement": placement}
     run.record_stage(RECORD, outputs={}, config=cfg, extra={"stages": done})
 
 

@@ -264,6 +264,8 @@ def test_jobpred_run_end_to_end_on_a_tiny_config(tmp_path, ray_session, capsys):
     assert f"report: {report}" in out and report.read_text().strip()
     stages = RunDir(run_dir).manifest()["stages"]
     assert {"synth", "prepare", "reasons", "train", "baselines", "report", "run"} <= set(stages)
+    where = stages["run"]["stages"]["reasons"]["placement"]  # one node: every actor ran on the driver's
+    assert where["actors"] == {"*": [where["driver"]]} and where["nodes"][where["driver"]]["head"]
     assert (run_dir / "adapters" / "joint" / "adapter_model.safetensors").exists()
     metrics = json.loads((run_dir / "report" / "metrics.json").read_text())["predictors"]
     assert {"popular", "stay", "markov", "gru"} <= set(metrics)
