@@ -2,7 +2,7 @@
 #
 #   make install   .venv with the pinned CPU stack + the default model materialised (first time: minutes)
 #   make test      fast unit tests + integration tests with real Ray / vLLM (not the `slow` ones)
-#   make test-cluster  the object-storage tier (every stage on an s3:// run directory)
+#   make test-cluster  the cluster tier: every stage on an s3:// run directory, and a 3-node Ray cluster
 #   make test-all  everything, slow tests included
 #   make demo      the main job on the embedded default: `jobpred run --config configs/local.yaml` (runs/local)
 #   make reasons   oracle reasons for the demo run (teacher candidates, judge, selection, DPO pairs)
@@ -41,8 +41,9 @@ $(STAMP): pyproject.toml requirements/cpu.txt requirements/hashed.txt
 test: install
 	$(PY) -m pytest -m "not slow and not cluster" $(PYTEST_ARGS)
 
-# The object-storage tier: every stage and `jobpred serve` on a run directory in a bucket (moto's S3
-# server on 127.0.0.1), ~10 minutes alone on 2 cores; .ci/run runs it after `make test`.
+# The cluster tier: every stage and `jobpred serve` on a run directory in a bucket (moto's S3 server on
+# 127.0.0.1), then the smoke job and Serve on a head + two worker nodes of this machine, a worker killed
+# mid-job and mid-load (tests/test_multinode.py); .ci/run runs it after `make test`.
 test-cluster: install
 	$(PY) -m pytest -m cluster $(PYTEST_ARGS)
 
