@@ -36,7 +36,10 @@ from pathlib import Path
 
 from benchmarks.common import REPO, LoadAverage, PeakMemory, bench_config, markdown_table, write_results
 
-VARIANTS = {"plain": {}, "ray-1": {"workers": 1, "cpus": 2}, "ray-2": {"workers": 2, "cpus": 1}}
+VARIANTS = {"plain": {}, "ray-1": {"workers": 1, "cpus": 2}, "ray-2": {"workers": 2, "cpus": 1},
+            # the plain loop with one sequence per step (the CPU presets' batch), and with the --batch sequences
+            # packed into one row (train.packing: no padding)
+            "plain-b1": {"batch": 1}, "plain-packed": {"packing": True}}
 
 
 def _oracle_run(root: Path, rows: int) -> Path:
@@ -96,7 +99,8 @@ def _package_at(ref: str, root: Path) -> Path:
 def _config(args, variant: str):
     v = VARIANTS[variant]
     return bench_config([
-        f"train.max_length={args.max_length}", f"train.batch_size={args.batch}", f"train.max_steps={args.steps}",
+        f"train.max_length={args.max_length}", f"train.batch_size={v.get('batch', args.batch)}",
+        f"train.packing={v.get('packing', False)}", f"train.max_steps={args.steps}",
         "train.epochs=100", f"train.checkpoint_every={args.steps}", f"train.max_examples={args.rows}",
         f"train.num_workers={v.get('workers', 1)}", f"train.resources_per_worker={{CPU: {v.get('cpus', 2)}}}",
         "train.threads_per_worker=null", f"ray.num_cpus={args.ray_cpus}"])
@@ -115,7 +119,7 @@ def _measure(args, work: Path) -> dict:
     run = _oracle_run(work, args.rows)
     cfg = _config(args, args.child)
     started = time.perf_counter()
-    if args.child == "plain":
+    if args.child.startswith("plain"):
         from jobpred.models import resolve_model
         from jobpred.train.data import StepPlan
         from jobpred.train.loop import run_local
@@ -149,8 +153,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=2, help="sequences per worker per step")
     parser.add_argument("--max-length", type=int, default=512, help="train.max_length (cutoff, tokens)")
     parser.add_argument("--ray-cpus", type=int, default=3, help="logical CPUs of the local Ray")
-    parser.add_argument("--only", nargs="+", choices=list(VARIANTS), default=[*VARIANTS, "plain"],
-                        help="variants, in order (default: plain, ray-1, ray-2, plain again to bracket the noise)")
+    parser.add_argument("--only", nargs="+", choices=list(VARIANTS), default=["plain", "ray-1", "ray-2", "plain"],
+                        help="variants, in order (default: plain, ray-1, ray-2, plain again to bracket the noise; "
+                             "plain-b1 and plain-packed: the plain loop at 1 sequence per step and with packing)")
     parser.add_argument("--before", metavar="REF",
                         help="also run each variant with the jobpred of this git ref, just before the working tree's")
     parser.add_argument("--child", choices=list(VARIANTS), help=argparse.SUPPRESS)

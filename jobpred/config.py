@@ -269,6 +269,9 @@ class TrainConfig(_Section):
     batch_size: int = Field(2, ge=1, description="Sequences per worker per micro-batch.")
     grad_accum: int = Field(
         1, ge=1, description="Micro-batches per optimiser step; global batch = batch_size x grad_accum x workers.")
+    packing: bool = Field(
+        False, description="SFT: a micro-batch's sequences concatenated into one row, attention kept within each "
+        "sequence by its position ids (TRL's padding-free collator): no padding tokens are computed.")
     gradient_checkpointing: bool = Field(False, description="Recompute activations in the backward pass (less memory).")
     seed: int = Field(0, description="Seed of the LoRA init, the data order (per epoch) and dropout (per step).")
     num_workers: int = Field(2, ge=1, description="Ray Train workers (one per GPU on a cluster).")

@@ -245,6 +245,39 @@ def test_sft_loss_on_target_logits_only_has_the_full_losses_gradient():
         assert torch.allclose(a, b, atol=1e-6)
 
 
+def test_packed_rows_have_the_padded_batchs_loss_and_gradient():
+    """train.packing: the rows concatenated into one sequence (position ids restart per row, no padding)
+    give the loss and gradient of the same rows padded into a batch: attention stays within each row."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from jobpred.train.objectives import Collator, n_items, n_rows, n_tokens, sft_loss
+
+    torch.manual_seed(2)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=50, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                                         num_attention_heads=2, num_key_value_heads=1))
+    rows = [{"input_ids": [5, 6, 7, 8, 9, 10, 11], "labels": [IGNORE] * 5 + [10, 11]},
+            {"input_ids": [1, 2, 3, 4], "labels": [IGNORE, 2, 3, IGNORE]},
+            {"input_ids": [9, 8, 7], "labels": [IGNORE, IGNORE, 7]}]
+    padded, packed = Collator("sft", pad_token_id=0)(rows), Collator("sft", pad_token_id=0, packed=True)(rows)
+    assert packed["input_ids"].shape == (1, 14) and "attention_mask" not in packed
+    assert (n_tokens(packed), n_rows("sft", packed), n_items("sft", packed)) == (14, 3, 5)
+    assert (n_tokens(padded), n_rows("sft", padded), n_items("sft", padded)) == (14, 3, 5)
+
+    def loss_and_grads(batch):
+        model.zero_grad()
+        loss, _ = sft_loss(model, batch, n_items("sft", batch))
+        loss.backward()
+        return loss.item(), [p.grad.clone() for p in model.parameters()]
+
+    (a, ga), (b, gb) = loss_and_grads(padded), loss_and_grads(packed)
+    assert b == pytest.approx(a, rel=1e-5)
+    for x, y in zip(ga, gb, strict=True):
+        assert torch.allclose(x, y, atol=1e-6)
+    with pytest.raises(ValueError, match="SFT only"):
+        Collator("dpo", pad_token_id=0, packed=True)
+
+
 def test_plan_jobs():
     assert [j.name for j in plan_jobs("joint", False)] == ["joint"]
     assert [(j.name, j.init_from) for j in plan_jobs("joint", True)] == [("joint", None), ("joint-dpo", "joint")]

@@ -40,7 +40,7 @@ from pathlib import Path
 from jobpred.config import TrainConfig
 from jobpred.storage import local_copy, location, scratch_dir
 from jobpred.train.data import StepPlan, read_shard, step_rows
-from jobpred.train.objectives import Collator, dpo_loss, n_items, n_tokens, sft_loss
+from jobpred.train.objectives import Collator, dpo_loss, n_items, n_rows, n_tokens, sft_loss
 
 _STATS = ("reward_accuracy", "reward_margin", "chosen_reward")  # DPO stats, summed per step then averaged
 CURVE_FILE = "metrics.jsonl"  # in out_dir (appended per step) and in every checkpoint (the curve up to it)
@@ -163,7 +163,7 @@ def run_loop(spec: dict, session) -> dict:
         opt.load_state_dict(_optimizer_state_to_load(model, opt, states["optimizer"], tc))
         sched.load_state_dict(states["scheduler"])
     _log_start(out, rank, world, start, rows)
-    collate = Collator(objective, spec["pad_token_id"])
+    collate = Collator(objective, spec["pad_token_id"], packed=tc.packing and objective == "sft")
     last: dict = {}
     for s in range(start, plan.total_steps):
         started, cpu_started = time.perf_counter(), time.process_time()
@@ -178,9 +178,9 @@ def run_loop(spec: dict, session) -> dict:
         sched.step()
         opt.zero_grad(set_to_none=True)
         tokens = sum(n_tokens(b) for b in micro)
-        n_rows = sum(int(b["input_ids"].shape[0]) // (2 if objective == "dpo" else 1) for b in micro)
+        rows_done = sum(n_rows(objective, b) for b in micro)
         cpu = time.process_time() - cpu_started  # all threads of this worker: what the step cost, whatever ran beside
-        totals = _all_sum([loss_sum, tokens, n_rows, cpu, *stats.values()], world, device)
+        totals = _all_sum([loss_sum, tokens, rows_done, cpu, *stats.values()], world, device)
         seconds = _all_max(time.perf_counter() - started, world, device)
         last = {"step": s + 1, "total_steps": plan.total_steps, "epoch": round((s + 1) / plan.steps_per_epoch, 3),
                 "loss": totals[0] / world, "lr": lr, "grad_norm": float(grad_norm) if grad_norm is not None else None,

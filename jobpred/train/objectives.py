@@ -43,20 +43,29 @@ def _trl(name: str):
 
 
 class Collator:
-    """Rows (dicts of token-id lists) -> padded tensors, with TRL's collator for the objective."""
+    """Rows (dicts of token-id lists) -> padded tensors, with TRL's collator for the objective. ``packed``
+    (SFT only): the rows concatenated into one, with position ids restarting at each row and no attention
+    mask; transformers then keeps attention within each row (a block-diagonal mask from the position ids)."""
 
-    def __init__(self, objective: str, pad_token_id: int) -> None:
+    # what the model and losses read; TRL's padding-free output also carries flash-attention metadata
+    OUTPUTS = ("input_ids", "labels", "attention_mask", "position_ids", "completion_mask", "ref_chosen_logps",
+               "ref_rejected_logps")
+
+    def __init__(self, objective: str, pad_token_id: int, packed: bool = False) -> None:
         if objective == "sft":
-            self.collate = _trl("DataCollatorForLanguageModeling")(pad_token_id=pad_token_id)
+            self.collate = _trl("DataCollatorForLanguageModeling")(pad_token_id=pad_token_id, padding_free=packed)
             self.keys = ("input_ids", "labels")
-        elif objective == "dpo":
+        elif objective == "dpo" and not packed:
             self.collate = _trl("DataCollatorForPreference")(pad_token_id=pad_token_id)
             self.keys = ("prompt_ids", "chosen_ids", "rejected_ids", "ref_chosen_logps", "ref_rejected_logps")
+        elif objective == "dpo":
+            raise ValueError("packing is implemented for SFT only")
         else:
             raise ValueError(f"unknown objective {objective!r}; expected one of {OBJECTIVES}")
 
     def __call__(self, rows: list[dict]) -> dict:
-        return self.collate([{k: r[k] for k in self.keys if k in r} for r in rows])
+        out = self.collate([{k: r[k] for k in self.keys if k in r} for r in rows])
+        return {k: v for k, v in out.items() if k in self.OUTPUTS}
 
 
 def n_items(objective: str, batch: dict) -> int:
@@ -68,7 +77,16 @@ def n_items(objective: str, batch: dict) -> int:
 
 def n_tokens(batch: dict) -> int:
     """Real (non-padding) tokens in the batch: the throughput unit."""
+    if "attention_mask" not in batch:  # packed: one row, no padding
+        return int(batch["input_ids"].numel())
     return int(batch["attention_mask"].sum())
+
+
+def n_rows(objective: str, batch: dict) -> int:
+    """Training rows in the batch: sequences (SFT, packed or not) or preference pairs (DPO)."""
+    if "position_ids" in batch and "attention_mask" not in batch:  # packed: a row starts at position 0
+        return int((batch["position_ids"] == 0).sum())
+    return int(batch["input_ids"].shape[0]) // (2 if objective == "dpo" else 1)
 
 
 def _target_positions(mask):
@@ -86,8 +104,8 @@ def sft_loss(model, batch: dict, items_per_worker: float):
 
     labels = batch["labels"]
     keep = _target_positions(labels != -100)  # (K,)
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False,
-                   logits_to_keep=keep).logits  # (B, K, V)
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask"),
+                   position_ids=batch.get("position_ids"), use_cache=False, logits_to_keep=keep).logits  # (B, K, V)
     targets = labels[:, keep + 1]  # (B, K): the token each kept position predicts (-100 where not a target)
     loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=-100, reduction="sum")
     return loss / items_per_worker, {}
