@@ -217,7 +217,8 @@ def _write(df: pl.DataFrame, name: str) -> None:
 
 def normaliser_tables(dims: int = 96) -> dict[str, int]:
     """The normaliser's index (``title_index``: key, code, weight; ``title_heads``: code, head noun), as
-    :meth:`TitleNormalizer.index_titles` makes it of the packaged titles, and LSA vectors for the normaliser's semantic fall-back: a word x occupation matrix of the normaliser's
+    :meth:`TitleNormalizer.index_titles` makes it of the packaged titles and the curated table of common titles
+    (``data/common_titles.tsv``), and LSA vectors for the normaliser's semantic fall-back: a word x occupation matrix of the normaliser's
     own keys (each O*NET / ESCO title of an occupation, weighted by how strongly it is listed) plus the
     occupation's O*NET description (weight 0.3 a word), positive PMI, truncated SVD to ``dims``; word and
     occupation vectors are unit rows stored as int8 with a per-row scale."""
@@ -464,13 +465,16 @@ def _fit_models(tuning, onet, typo):
 
 
 def _choose_threshold(prob, right, none) -> tuple[float, list[dict]]:
-    """The lowest probability threshold at which a wrong answer is rarer than a "no match" (issue 18), and
-    the curve (threshold, top-1, wrong, no match) it was read from. Per title: ``prob`` of its first
-    candidate (-1: no candidate), whether that candidate is acceptable, whether the title must be refused."""
+    """The probability threshold, and the curve (threshold, top-1, wrong, no match) it was read from: among
+    the thresholds at which a wrong answer is rarer than a "no match" (issue 18), the highest of those with
+    the best top-1. Top-1 is flat over a wide range of thresholds once most titles are key hits, and within it
+    a higher threshold only turns wrong answers into "no match" (no confident nonsense). Per title: ``prob``
+    of its first candidate (-1: no candidate), whether that candidate is acceptable, whether the title must
+    be refused."""
     import numpy as np
 
     n = len(prob)
-    curve, chosen = [], 0.99
+    curve = []
     for t in np.round(np.arange(0.05, 1.0, 0.01), 2):
         answered = prob >= t
         wrong = int((answered & ~right).sum())
@@ -478,8 +482,11 @@ def _choose_threshold(prob, right, none) -> tuple[float, list[dict]]:
         top1 = int((answered & right).sum() + (~answered & none).sum())
         curve.append({"t": float(t), "top1": round(top1 / n, 4),
                       "wrong": round(wrong / n, 4), "no_match": round(refused / n, 4)})
-        if wrong < refused and chosen == 0.99:
-            chosen = float(t)
+    allowed = [p for p in curve if p["wrong"] < p["no_match"]]
+    if not allowed:
+        return 0.99, curve
+    best = max(p["top1"] for p in allowed)
+    chosen = max(p["t"] for p in allowed if p["top1"] == best)
     return chosen, curve
 
 
@@ -497,7 +504,9 @@ def calibrate(never_seen: int = 1500, seed: int = 0) -> dict:
        which they then score (out of fold); the threshold is the lowest probability at which a confident
        wrong code is rarer than a "no match" on those out-of-fold scores (issue 18), so every answer that
        can be given at that error rate is given, and the error rate is that of titles the models have not
-       seen. Scores are the probabilities rescaled so that it sits at ``SCORE_THRESHOLD`` (0.86, the value
+       seen; of the thresholds that meet that rule, the highest with the best out-of-fold top-1 (top-1 is
+       flat over a wide range, where a higher threshold only trades wrong answers for "no match"). Scores are
+       the probabilities rescaled so that it sits at ``SCORE_THRESHOLD`` (0.86, the value
        the project's callers pass as ``min_score``).
     Writes ``data/normalizer.json`` and ``data/title_ranked.parquet`` (every key's ranked candidates as a
     whole-title and as a stripped hit: the lookup path reads them instead of scoring); the untuned list
@@ -528,7 +537,8 @@ def calibrate(never_seen: int = 1500, seed: int = 0) -> dict:
         test = [a[fold[tuning[3]] == k] for a in tuning]
         r_k, c_k = _fit_models(train, onet, typo)
         cx, cy, _, cg = _title_rows(test, r_k)
-        oof[cg] = 1.0 / (1.0 + np.exp(-(cx @ c_k)))
+        # a semantic fall-back's guess is never accepted (TitleNormalizer._candidates): it stays "no match"
+        oof[cg] = np.where(cx[:, CONF_FEATURES.index("semantic")] > 0, -1.0, 1.0 / (1.0 + np.exp(-(cx @ c_k))))
         right[cg] = cy > 0
     threshold, curve = _choose_threshold(oof, right, np.asarray([ok is None for _, ok in rows]))
     result = {
@@ -540,8 +550,8 @@ def calibrate(never_seen: int = 1500, seed: int = 0) -> dict:
         "conf_features": list(CONF_FEATURES),
         "fitted_on": [f"tests/assets/{n}" for n in TUNING] + [f"{never_seen} held-out O*NET alternate titles",
                                                                f"{len(typos)} O*NET alternate titles with a typo"],
-        "rule": "lowest threshold at which wrong answers < no-match answers on the tuning lists, "
-                "scored out of fold (5 folds)",
+        "rule": "among the thresholds at which wrong answers < no-match answers on the tuning lists, scored "
+                "out of fold (5 folds), the highest with the best top-1",
         "out_of_fold": curve,
     }
     (OUT / "normalizer.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -562,10 +572,14 @@ def calibrate(never_seen: int = 1500, seed: int = 0) -> dict:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--source", type=Path, help="folder holding onet_29_3/ etc. (rebuilds the tables)")
+    parser.add_argument("--index", action="store_true",
+                        help="rebuild only the normaliser's index and LSA tables from the packaged titles and "
+                             "data/common_titles.tsv (after editing the curated table; then --calibrate)")
     parser.add_argument("--calibrate", action="store_true", help="refit the normaliser's confidence model")
     args = parser.parse_args()
     if args.source:
         print(build(args.source))
+    if args.source or args.index:
         print(normaliser_tables())
     if args.calibrate or args.source:
         print(json.dumps(calibrate(), indent=2))

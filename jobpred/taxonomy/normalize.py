@@ -11,6 +11,10 @@ ESCO 1.2.0's English labels through the official crosswalk, canonicalised: Unico
 punctuation to spaces, possessives dropped, abbreviations expanded ("Sr." -> "senior", "RN" ->
 "registered nurse"), plurals folded, compound words split where O*NET writes them apart ("frontend" ->
 "front end"). A title "X (Y)" is also indexed as X, and as Y where Y spells X out or abbreviates it.
+The project's own curated table of common real-world titles (``data/common_titles.tsv``, written from general
+knowledge, not O*NET data) is indexed too, as the strongest source: it names the occupation a title means
+where O*NET lists it only in passing ("Owner": Urologists), under many occupations ("Mechanic") or not at all
+("Cloud Engineer"); two ranking features say whether it lists a candidate for the matched key, and first.
 
 A query is tried as a list of *variants*, best first (the first that is a key wins): the whole title; the
 title without its parenthetical context ("(React)", "(Night Shift)"); the part before a context separator
@@ -61,18 +65,19 @@ from jobpred.taxonomy.title_text import (  # the text rules: canonical forms, qu
 FEATURES = ("intercept", "stripped", "fuzzy", "semantic", "fuzzy_similarity", "semantic_similarity",
             "similarity_gap", "share", "log_weight", "head_agrees", "rewritten", "query_words", "coverage",
             "affinity", "data_level", "base_code", "log_candidates", "prior", "fuzzy_head_similarity",
-            "semantic_head_similarity", "bare_head", "official_overlap", "official_head", "official_extra", "unlisted")
+            "semantic_head_similarity", "bare_head", "official_overlap", "official_head", "official_extra", "unlisted",
+            "curated", "curated_default")
 _CONF_FROM_RANK = [FEATURES.index(n) for n in ("stripped", "fuzzy", "semantic", "fuzzy_similarity",
                                                 "semantic_similarity", "share", "head_agrees",
                                                 "log_weight", "rewritten", "data_level", "bare_head",
                                                 "official_overlap", "official_head", "official_extra",
-                                                "unlisted")]
+                                                "unlisted", "curated", "curated_default")]
 CONF_FEATURES = ("intercept", "rank_p1", "rank_margin") + tuple(FEATURES[i] for i in _CONF_FROM_RANK)
 # The models before tools/build_taxonomy.py --calibrate has fitted them (feature orders: FEATURES, CONF_FEATURES).
 _UNCALIBRATED = {"threshold": 0.5, "probability_threshold": 0.5,
                  "rank_coef": [-2.0, -0.5, -1.0, -2.0, 2.0, 1.0, -5.0, 3.0, 0.5, 1.5, -0.5, 0.5, 1.0, 1.0, 0.5, 0.3, -0.3,
-                               0.5, 1.0, 1.0, 0.0, 1.0, 0.5, -0.5, -1.0],
-                 "conf_coef": [-3.0, 4.0, 2.0] + [0.0] * 15}
+                               0.5, 1.0, 1.0, 0.0, 1.0, 0.5, -0.5, -1.0, 1.0, 1.0],
+                 "conf_coef": [-3.0, 4.0, 2.0] + [0.0] * 17}
 
 
 @dataclass
@@ -388,6 +393,7 @@ class TitleNormalizer(TitleIndex):
         key_words = set((c.key or "").split())
         head = bool(heads & self._heads.get(c.code, set()))
         fuzzy, semantic = c.method == "fuzzy", c.method == "semantic"
+        curated = self._curated.get(c.key or query, ())  # the codes the curated table lists for the matched key
         return [
             1.0,
             float(c.method == "stripped" or (c.method == "exact" and c.variant > 0)),
@@ -399,7 +405,7 @@ class TitleNormalizer(TitleIndex):
             c.share,
             math.log1p(c.weight),
             float(head),
-            float(c.variant >= 3),
+            float(c.variant >= 3 and not semantic),  # the query rewritten (semantic candidates carry rank 3)
             min(len(words), 4) / 4.0,
             sum(w in key_words for w in words) / len(words) if not semantic else 0.0,
             aff / (1.0 + aff),
@@ -412,6 +418,8 @@ class TitleNormalizer(TitleIndex):
             self._head_spread.get(words[0], 0.0) if len(words) == 1 else 0.0,
             *self._official_match(words, heads, c.code),
             float(c.method == "official"),
+            float(c.code in curated),
+            float(bool(curated) and curated[0] == c.code),
         ]
 
     def _affinity(self, query: str, code: str) -> float:
@@ -446,6 +454,10 @@ class TitleNormalizer(TitleIndex):
         if not scored:
             return []
         conf = 1.0 / (1.0 + math.exp(-float(np.dot(self._conf_coef, self._title_features(scored)))))
+        if scored[0][1].method == "semantic":
+            # The semantic fall-back proposes, it does not decide: on the tuning lists every title it would
+            # have answered was nonsense ("Ignore previous instructions ..."); its guess stays below the threshold.
+            conf = min(conf, 0.99 * self._t_prob)
         p1 = scored[0][0]
         seen: dict[str, float] = {}
         for p, c, _ in scored:

@@ -1,5 +1,6 @@
 """The index a :class:`~jobpred.taxonomy.normalize.TitleNormalizer` matches against: every O*NET title
-(official, alternate, short, reported) and ESCO label of every occupation, canonical, with its variants
+(official, alternate, short, reported), ESCO label of every occupation and title of the project's curated table
+of common titles (``data/common_titles.tsv``), canonical, with its variants
 ("X (Y)" also as X and as Y where Y spells X out), the key vocabulary and the head nouns of each occupation,
 and each occupation's official title as words, against which a title is read (:meth:`_official_match`).
 
@@ -12,10 +13,11 @@ from __future__ import annotations
 import itertools
 import math
 from collections import defaultdict
+from pathlib import Path
 
 import polars as pl
 
-from jobpred.taxonomy.onet import read_table
+from jobpred.taxonomy.onet import DATA_DIR, read_table
 from jobpred.taxonomy.title_text import (  # the text rules: canonical forms, qualifiers, head nouns
     QUALIFIERS,
     _canonical_words,
@@ -27,7 +29,29 @@ from jobpred.taxonomy.title_text import (  # the text rules: canonical forms, qu
     stem_match,
 )
 
-_SOURCE_WEIGHT = {"official": 8.0, "reported": 4.0, "short": 3.0, "alternate": 1.0, "esco": 0.6}
+# "curated": the project's own table of common titles (data/common_titles.tsv), the strongest listing: it says
+# which occupation a title means where O*NET lists it only in passing ("Owner") or not at all ("Cloud Engineer").
+_SOURCE_WEIGHT = {"curated": 10.0, "official": 8.0, "reported": 4.0, "short": 3.0, "alternate": 1.0, "esco": 0.6}
+CURATED = DATA_DIR / "common_titles.tsv"
+_TITLE_COLUMNS = ("code", "title", "source", "n_sources", "next_move", "share")
+
+
+def read_curated(path: Path = CURATED) -> list[tuple[str, tuple[str, ...]]]:
+    """The curated table of common titles: (title, acceptable codes, the default first), in file order."""
+    df = pl.read_csv(path, separator="\t", comment_prefix="#", quote_char=None, infer_schema_length=0)
+    return [(title.strip(), tuple(c.strip() for c in codes.split("|")))
+            for title, codes in df.select("title", "codes").iter_rows()]
+
+
+def curated_titles(path: Path = CURATED) -> pl.DataFrame:
+    """The curated table as rows of a titles table (source "curated"): share 1 for a title's default code and
+    0.5 for its alternates, so that the default leads the key's weight."""
+    rows = [(code, title, "curated", 1, False, 1.0 if i == 0 else 0.5)
+            for title, codes in read_curated(path) for i, code in enumerate(codes)]
+    return pl.DataFrame(rows, schema={"code": pl.String, "title": pl.String, "source": pl.String,
+                                      "n_sources": pl.Int8, "next_move": pl.Boolean, "share": pl.Float32},
+                        orient="row")
+
 
 class TitleIndex:
     """The index-building half of the normaliser (its attributes are the normaliser's)."""
@@ -47,6 +71,8 @@ class TitleIndex:
             votes, heads = self.index_titles(titles)
         self._votes = dict(votes)
         self._heads = dict(heads)
+        # key -> the codes the curated table lists for it, the default first (the "curated" ranking features)
+        self._curated = {self._key(t): codes for t, codes in read_curated()}
         # A title that is nothing but a head noun many occupations share ("Owner", "Mechanic") is vague.
         spread: dict[str, int] = defaultdict(int)
         for hs in self._heads.values():
@@ -158,10 +184,11 @@ class TitleIndex:
         self._compound = {}
 
     def index_titles(self, titles: pl.DataFrame) -> tuple[dict[str, dict[str, float]], dict[str, set[str]]]:
-        """Index a titles table (columns code, title, source, n_sources, next_move, share): each title's
-        keys (itself, and its parts for "X (Y)") with the weight of the title for its code, the strongest
-        listing winning; each code's head nouns."""
-        rows = titles.select("code", "title", "source", "n_sources", "next_move", "share").rows()
+        """Index a titles table (columns code, title, source, n_sources, next_move, share) and the curated
+        table of common titles: each title's keys (itself, and its parts for "X (Y)") with the weight of the
+        title for its code, the strongest listing winning; each code's head nouns."""
+        titles = pl.concat([titles.select(_TITLE_COLUMNS), curated_titles()], how="vertical_relaxed")
+        rows = titles.rows()
         self._set_vocabulary(list({canonical(t) for _, t, *_ in rows}))
         votes: dict[str, dict[str, float]] = defaultdict(dict)
         heads: dict[str, set[str]] = defaultdict(set)
