@@ -229,7 +229,8 @@ def test_accuracy_on_the_tuning_lists(norm, assets, name):
 def test_accuracy_on_the_untuned_list(norm, assets):
     """The list written before the matcher was changed and never tuned on (README "Title normalisation").
     Measured 2026-12-02: top-1 87.7%, wrong 9.5%, no match 5.2% before issue 18's second round; 88.9%, 7.7%,
-    5.8% after it (issue 18's targets, 95% and 2%, are not met)."""
+    5.8% after it; 2026-12-07, once, with the curated table of common titles: 96.9%, 1.8%, 3.7% (issue 18's
+    targets, at least 95% and at most 2% wrong, are met)."""
     top1, wrong, refused = _measure(norm, _rows(assets, "untuned_titles.tsv"))
     print(f"\nuntuned_titles.tsv: top-1 {top1:.3f}, wrong {wrong:.3f}, no match {refused:.3f}")
-    assert top1 >= 0.885 and wrong <= 0.08
+    assert top1 >= 0.965 and wrong <= 0.019
