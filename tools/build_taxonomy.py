@@ -198,8 +198,9 @@ def build(source: Path) -> dict[str, int]:
                 "esco": "1.2.0",
                 "rows": counts,
                 "derived": "title_index, title_heads, title_ranked, semantic_words, semantic_occupations and "
-                           "normalizer.json are computed from these O*NET and ESCO tables (and the tuning lists "
-                           "under tests/assets) by tools/build_taxonomy.py; the attribution in NOTICE covers them",
+                           "normalizer.json are computed from these O*NET and ESCO tables, the project's curated "
+                           "table of common titles (common_titles.tsv, not O*NET data) and the tuning lists "
+                           "under tests/assets by tools/build_taxonomy.py; the attribution in NOTICE covers them",
                 "attribution": "Includes information from the O*NET 29.3 Database by USDOL/ETA, used under "
                                "CC BY 4.0; O*NET is a trademark of USDOL/ETA. Uses the ESCO classification "
                                "of the European Commission.",
