@@ -96,6 +96,9 @@ def test_the_smoke_job_runs_on_the_cluster_and_says_where(smoke_run):
     assert driver["head"]  # `ray job submit` runs the driver on the head
 
 
+# Its own pytest limit: after the kill the job runs the rest of reasons, train and evaluate, about 9 minutes
+# when Ray replaces the engine at once, 15 when it first places it on the dying node (seen on a quiet machine).
+@pytest.mark.timeout(2700)
 def test_a_worker_node_killed_mid_reasons_loses_and_repeats_nothing(cluster):
     c = cluster
     _two_workers(c)
@@ -114,13 +117,14 @@ def test_a_worker_node_killed_mid_reasons_loses_and_repeats_nothing(cluster):
     assert victims, f"no worker node runs the teacher's engine: {engine_nodes}"
     done_at_kill = len(store.done("candidates"))
     c.kill(victims[0])
-    state = wait_job(c, first, timeout=720)  # 5.5 min when measured; inside pytest's 20 min
-    attempts = [state]
+    started = time.monotonic()
+    state = wait_job(c, first, timeout=1800)  # 5.5 and 15 min when measured: the end, not a hang
+    attempts = [f"{state} {time.monotonic() - started:.0f} s after the kill"]
     if state != "SUCCEEDED":  # the user's recovery: the same command again
         again = c.submit(*job)
         attempts.append("SUCCEEDED" if again.returncode == 0 else again.stdout[-3000:])
     print(f"\nkilled node {victims[0].node_id[:8]} at {done_at_kill} examples committed; job: {attempts}")
-    assert attempts[-1] == "SUCCEEDED", attempts
+    assert attempts[-1].startswith("SUCCEEDED"), attempts
 
     manifest = _manifest(uri)
     planned = manifest["stages"]["reasons"]["counts"]["planned"]
