@@ -250,8 +250,10 @@ class TrainConfig(_Section):
     mode: Literal["joint", "two-model"] = Field(
         "joint", description="'joint': one adapter writes reason and answer; 'two-model': a reasoner and a predictor.")
     model: str | None = Field(None, description="Base model to adapt (None: the top-level `model`).")
-    dtype: Literal["bfloat16", "float32"] = Field(
-        "bfloat16", description="Dtype of the frozen base weights; LoRA weights and optimiser state stay float32.")
+    dtype: Literal["auto", "bfloat16", "float32"] = Field(
+        "auto", description="Dtype of the frozen base weights ('auto': bfloat16 on a GPU or a CPU with bf16 "
+        "kernels, AVX-512/AMX; float32 on others, where bf16 matmuls are ~200x slower); LoRA weights and "
+        "optimiser state stay float32.")
     lora: LoraSettings = Field(default_factory=LoraSettings)
     max_length: int = Field(
         2048, ge=64, description="Prompt + target tokens; oldest jobs dropped to fit, else the example is skipped.")

@@ -321,3 +321,17 @@ def test_sequence_logps_on_completion_logits_only_match_the_full_forward():
         full = torch.log_softmax(model(input_ids=ids, attention_mask=attention).logits[:, :-1].float(), -1)
         expected = (full.gather(-1, ids[:, 1:, None])[..., 0] * completion[:, 1:]).sum(1)
     assert torch.allclose(ours, expected, atol=1e-5)
+
+
+def test_auto_base_dtype_is_bf16_only_where_the_hardware_computes_in_it():
+    """train.dtype=auto: bf16 needs bf16 kernels (a GPU, or oneDNN's on an AVX-512/AMX CPU); an AVX2-only CPU
+    runs bf16 matmuls ~200x slower than float32, so its base stays float32."""
+    import torch
+
+    from jobpred.train.precision import base_dtype
+
+    native = torch.cuda.is_available() or torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    assert base_dtype("auto") is (torch.bfloat16 if native else torch.float32)
+    assert (base_dtype("bfloat16"), base_dtype("float32")) == (torch.bfloat16, torch.float32)
+    with pytest.raises(ValueError, match="train.dtype"):
+        base_dtype("float16")
