@@ -333,5 +333,5 @@ def test_auto_base_dtype_is_bf16_only_where_the_hardware_computes_in_it():
     native = torch.cuda.is_available() or torch.ops.mkldnn._is_mkldnn_bf16_supported()
     assert base_dtype("auto") is (torch.bfloat16 if native else torch.float32)
     assert (base_dtype("bfloat16"), base_dtype("float32")) == (torch.bfloat16, torch.float32)
-    with pytest.raises(ValueError, match="train.dtype"):
+    with pytest.raises(ValueError, match=r"train\.dtype"):
         base_dtype("float16")
