@@ -96,8 +96,8 @@ def test_the_smoke_job_runs_on_the_cluster_and_says_where(smoke_run):
     assert driver["head"]  # `ray job submit` runs the driver on the head
 
 
-# Its own pytest limit: after the kill the job runs the rest of reasons, train and evaluate, about 9 minutes
-# when Ray replaces the engine at once, 15 when it first places it on the dying node (seen on a quiet machine).
+# Its own pytest limit: after the kill the job runs the rest of reasons, train and evaluate: 5.5 min when first
+# measured, 14-15 min in two runs on 2026-12-07 (the teacher's engine was started three times after the kill).
 @pytest.mark.timeout(2700)
 def test_a_worker_node_killed_mid_reasons_loses_and_repeats_nothing(cluster):
     c = cluster
@@ -118,7 +118,7 @@ def test_a_worker_node_killed_mid_reasons_loses_and_repeats_nothing(cluster):
     done_at_kill = len(store.done("candidates"))
     c.kill(victims[0])
     started = time.monotonic()
-    state = wait_job(c, first, timeout=1800)  # 5.5 and 15 min when measured: the end, not a hang
+    state = wait_job(c, first, timeout=1800)  # the end, not a hang
     attempts = [f"{state} {time.monotonic() - started:.0f} s after the kill"]
     if state != "SUCCEEDED":  # the user's recovery: the same command again
         again = c.submit(*job)
