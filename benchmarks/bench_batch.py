@@ -39,9 +39,10 @@ def _vllm(prompts: list, plan: dict[int, int], new_tokens: int) -> dict:
     os.environ.update(teacher.env)
     from vllm import LLM, SamplingParams
 
+    from jobpred.llm.engine import vllm_engine_kwargs
     from jobpred.models import resolve_model
 
-    llm = LLM(model=resolve_model(teacher.model), dtype=teacher.dtype, max_model_len=teacher.max_model_len,
+    llm = LLM(model=resolve_model(teacher.model), dtype=vllm_engine_kwargs(teacher)["dtype"], max_model_len=teacher.max_model_len,
               **teacher.engine_kwargs)
     chat = {"add_generation_prompt": False, "continue_final_message": True, "use_tqdm": False}
     params = SamplingParams(temperature=0, max_tokens=new_tokens, ignore_eos=True)
@@ -59,12 +60,12 @@ def _hf(prompts: list, plan: dict[int, int], new_tokens: int) -> dict:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from jobpred.models import resolve_model
+    from jobpred.models import compute_dtype, resolve_model
 
     torch.set_num_threads(os.cpu_count())
     path = resolve_model("smollm2-135m-instruct")
     tok = AutoTokenizer.from_pretrained(path, padding_side="left")
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16).eval()
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, compute_dtype("auto"))).eval()
     texts = [tok.apply_chat_template(m, tokenize=False, continue_final_message=True) for m in prompts]
     out = {}
     with torch.inference_mode():
@@ -89,6 +90,8 @@ def _run_child(kind: str, prompts_path: Path, argv: list[str]) -> dict:
 def plot(rows: list[dict], path: Path) -> None:
     import matplotlib
 
+    from jobpred.models import compute_dtype
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -98,7 +101,7 @@ def plot(rows: list[dict], path: Path) -> None:
     ax.set_xscale("log", base=2)
     ax.set_xlabel("batch size (sequences generated together)")
     ax.set_ylabel("generated tokens/s")
-    ax.set_title(f"tokens/s vs batch size, SmolLM2-135M bf16 ({machine()['cores']} CPU cores)")
+    ax.set_title(f"tokens/s vs batch size, SmolLM2-135M {compute_dtype('auto')} ({machine()['cores']} CPU cores)")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()

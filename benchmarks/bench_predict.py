@@ -68,9 +68,9 @@ def _untrained_adapter(cfg, out: Path) -> None:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from jobpred.models import resolve_model
+    from jobpred.models import compute_dtype, resolve_model
 
-    base = AutoModelForCausalLM.from_pretrained(resolve_model(cfg.model), dtype=torch.bfloat16)
+    base = AutoModelForCausalLM.from_pretrained(resolve_model(cfg.model), dtype=getattr(torch, compute_dtype("auto")))
     lora = cfg.train.lora
     model = get_peft_model(base, LoraConfig(r=lora.rank, lora_alpha=lora.alpha, target_modules=lora.target_modules,
                                             task_type="CAUSAL_LM"))
@@ -109,12 +109,13 @@ def _vllm(run: Path, n: int, max_tokens: int, mixed: bool = False, warm: bool = 
     from vllm import LLM, SamplingParams
     from vllm.lora.request import LoRARequest
 
+    from jobpred.llm.engine import vllm_engine_kwargs
     from jobpred.models import resolve_model
 
     reqs = _requests(run, n, max_tokens)
     base = resolve_model(econf.model)
     t = time.perf_counter()
-    llm = LLM(model=base, dtype=econf.dtype, max_model_len=econf.max_model_len, **econf.engine_kwargs)
+    llm = LLM(model=base, dtype=vllm_engine_kwargs(econf)["dtype"], max_model_len=econf.max_model_len, **econf.engine_kwargs)
     start_s = time.perf_counter() - t
     lora = {m: LoRARequest(Path(m).name, i + 1, m) for i, m in enumerate(sorted({r["model"] for r in reqs} - {base}))}
     params = SamplingParams(temperature=0, top_p=1.0, max_tokens=max_tokens, seed=0)

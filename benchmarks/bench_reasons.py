@@ -6,10 +6,10 @@ Run as:
     python -m benchmarks.bench_reasons --streaming 1000 20000   # memory stays flat as the input grows
 
 Same prompts (the stage's own candidate prompts, with the '<think>' prefill, built from synthetic
-examples), same model (the embedded default, bf16), same machine, each measurement in a fresh subprocess,
+examples), same model (the embedded default, in the dtype `auto` gives this machine: bf16 or float32), same machine, each measurement in a fresh subprocess,
 one after the other:
-- ``matmul``: the machine's bf16 matmul rate (2048^2, torch, all cores) -> the compute bound on generated
-  tokens/s = rate / (2 x parameters);
+- ``matmul``: the machine's bf16 and float32 matmul rates (2048^2, torch, all cores) -> the compute bound on
+  generated tokens/s = the rate of the dtype in use / (2 x parameters);
 - ``vllm``: plain ``vllm.LLM.chat`` (engine start timed separately): the candidate prompts, greedy,
   exactly ``--new-tokens`` each (ignore_eos); then the three judge prompts with structured outputs (JSON
   schema) vs unconstrained generation of the same length, request by request;
@@ -92,11 +92,12 @@ def _vllm(prompts: dict, new_tokens: int, judge_max: int) -> dict:
     from vllm.config import StructuredOutputsConfig
     from vllm.sampling_params import StructuredOutputsParams
 
+    from jobpred.llm.engine import vllm_engine_kwargs
     from jobpred.llm.prompts import JUDGE_SCHEMAS
     from jobpred.models import resolve_model
 
     t = time.perf_counter()
-    llm = LLM(model=resolve_model(teacher.model), dtype=teacher.dtype, max_model_len=teacher.max_model_len,
+    llm = LLM(model=resolve_model(teacher.model), dtype=vllm_engine_kwargs(teacher)["dtype"], max_model_len=teacher.max_model_len,
               structured_outputs_config=StructuredOutputsConfig(backend="xgrammar", disable_any_whitespace=True),
               **teacher.engine_kwargs)
     start_s = time.perf_counter() - t
@@ -180,12 +181,12 @@ def _hf(prompts: dict, new_tokens: int, n: int) -> dict:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from jobpred.models import resolve_model
+    from jobpred.models import compute_dtype, resolve_model
 
     torch.set_num_threads(os.cpu_count())
     path = resolve_model("smollm2-135m-instruct")
     tok = AutoTokenizer.from_pretrained(path, padding_side="left")
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16).eval()
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, compute_dtype("auto"))).eval()
     params = sum(p.numel() for p in model.parameters())
     texts = [tok.apply_chat_template(m, tokenize=False, continue_final_message=True) for m in prompts["candidates"][:n]]
     tokens, t = 0, time.perf_counter()
@@ -320,25 +321,28 @@ def main() -> None:
         path.write_text(json.dumps(_prompts(Path(tmp), args.prompts, args.judge_prompts)))
         res = {kind: _run_child(kind, path, argv) for kind in ("matmul", "hf", "vllm", "ray")}
     params = res["hf"]["params"]
-    bound = res["matmul"]["bf16_gflops"] * 1e9 / (2 * params)
+    from jobpred.models import compute_dtype
+
+    dtype = compute_dtype("auto")  # what the engines and transformers computed in on this machine
+    bound = res["matmul"]["bf16_gflops" if dtype == "bfloat16" else "fp32_gflops"] * 1e9 / (2 * params)
     vllm_tps = res["vllm"]["gen_tokens"] / res["vllm"]["gen_s"]
     hf_tps = res["hf"]["gen_tokens"] / res["hf"]["gen_s"]
     ray_tps = res["ray"]["steady_tokens_per_s"]
     rows = [
         {"path": "ray.data.llm pipeline (steady state)", "tokens": res["ray"]["gen_tokens"],
          "tokens_per_s": round(ray_tps), "vs_vllm": round(ray_tps / vllm_tps, 2),
-         "vs_transformers": round(ray_tps / hf_tps, 2), "of_bf16_bound": f"{ray_tps / bound:.1%}",
+         "vs_transformers": round(ray_tps / hf_tps, 2), "of_matmul_bound": f"{ray_tps / bound:.1%}",
          "fixed_cost_s": f"{res['ray']['fixed_s']} per execution (actors + engine start)"},
         {"path": "ray.data.llm pipeline (end to end)", "tokens": res["ray"]["gen_tokens"],
          "tokens_per_s": res["ray"]["end_to_end_tokens_per_s"],
          "vs_vllm": round(res["ray"]["end_to_end_tokens_per_s"] / vllm_tps, 2),
          "vs_transformers": round(res["ray"]["end_to_end_tokens_per_s"] / hf_tps, 2),
-         "of_bf16_bound": f"{res['ray']['end_to_end_tokens_per_s'] / bound:.1%}", "fixed_cost_s": "included"},
+         "of_matmul_bound": f"{res['ray']['end_to_end_tokens_per_s'] / bound:.1%}", "fixed_cost_s": "included"},
         {"path": "vLLM LLM.chat", "tokens": res["vllm"]["gen_tokens"], "tokens_per_s": round(vllm_tps),
-         "vs_vllm": 1.0, "vs_transformers": round(vllm_tps / hf_tps, 2), "of_bf16_bound": f"{vllm_tps / bound:.1%}",
+         "vs_vllm": 1.0, "vs_transformers": round(vllm_tps / hf_tps, 2), "of_matmul_bound": f"{vllm_tps / bound:.1%}",
          "fixed_cost_s": f"{res['vllm']['engine_start_s']} (engine start)"},
         {"path": "transformers generate (batch 16)", "tokens": res["hf"]["gen_tokens"], "tokens_per_s": round(hf_tps),
-         "vs_vllm": round(hf_tps / vllm_tps, 2), "vs_transformers": 1.0, "of_bf16_bound": f"{hf_tps / bound:.1%}",
+         "vs_vllm": round(hf_tps / vllm_tps, 2), "vs_transformers": 1.0, "of_matmul_bound": f"{hf_tps / bound:.1%}",
          "fixed_cost_s": "-"},
     ]
     v = res["vllm"]

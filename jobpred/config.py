@@ -134,7 +134,9 @@ class LLMConfig(_Section):
         "smollm2-135m-instruct", description="Embedded default, HF directory or hub id; backend http uses http.model.")
     max_model_len: int = Field(
         2048, ge=256, description="vLLM context length; prompt + max_tokens over it loses the oldest jobs.")
-    dtype: str = Field("bfloat16", description="Weights and activations dtype for vLLM.")
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
+        "auto", description="vLLM's weights and activations dtype ('auto': the checkpoint's on a GPU; on a CPU "
+        "bfloat16 where it has bf16 kernels, AVX-512/AMX, else float32, where bf16 generates ~4x slower).")
     tensor_parallel_size: int = Field(1, ge=1, description="GPUs per engine replica (vLLM tensor parallelism).")
     placement_bundles: list[dict[str, float]] | None = Field(
         default_factory=lambda: [{"CPU": 1}],

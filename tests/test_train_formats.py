@@ -323,15 +323,26 @@ def test_sequence_logps_on_completion_logits_only_match_the_full_forward():
     assert torch.allclose(ours, expected, atol=1e-5)
 
 
-def test_auto_base_dtype_is_bf16_only_where_the_hardware_computes_in_it():
-    """train.dtype=auto: bf16 needs bf16 kernels (a GPU, or oneDNN's on an AVX-512/AMX CPU); an AVX2-only CPU
-    runs bf16 matmuls ~200x slower than float32, so its base stays float32."""
+def test_auto_dtype_is_bf16_only_where_the_hardware_computes_in_it():
+    """dtype auto (train.dtype, an engine's dtype): bf16 needs bf16 kernels (a GPU, or oneDNN's on an
+    AVX-512/AMX CPU); an AVX2-only CPU runs bf16 matmuls ~200x slower than float32, so it gets float32."""
     import torch
 
-    from jobpred.train.precision import base_dtype
+    from jobpred.models import compute_dtype
 
     native = torch.cuda.is_available() or torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    assert base_dtype("auto") is (torch.bfloat16 if native else torch.float32)
-    assert (base_dtype("bfloat16"), base_dtype("float32")) == (torch.bfloat16, torch.float32)
-    with pytest.raises(ValueError, match=r"train\.dtype"):
-        base_dtype("float16")
+    assert compute_dtype("auto") == ("bfloat16" if native else "float32")
+    assert [compute_dtype(d) for d in ("bfloat16", "float16", "float32")] == ["bfloat16", "float16", "float32"]
+    with pytest.raises(ValueError, match="float64"):
+        compute_dtype("float64")
+
+
+def test_an_engine_resolves_auto_on_a_cpu_and_leaves_it_to_vllm_on_a_gpu():
+    from jobpred.config import LLMConfig
+    from jobpred.llm.engine import vllm_engine_kwargs
+    from jobpred.models import compute_dtype
+
+    assert vllm_engine_kwargs(LLMConfig(placement_bundles=[{"CPU": 1}]))["dtype"] == compute_dtype("auto")
+    assert vllm_engine_kwargs(LLMConfig(placement_bundles=[{"GPU": 1, "CPU": 4}]))["dtype"] == "auto"
+    assert vllm_engine_kwargs(LLMConfig(placement_bundles=None))["dtype"] == "auto"
+    assert vllm_engine_kwargs(LLMConfig(dtype="bfloat16"))["dtype"] == "bfloat16"

@@ -29,7 +29,7 @@ from collections.abc import Callable
 import pyarrow as pa
 
 from jobpred.config import LLMConfig
-from jobpred.models import resolve_model
+from jobpred.models import compute_dtype, resolve_model
 
 OUTPUT_COLUMNS = ("generated_text", "prompt_tokens", "generated_tokens", "llm_seconds", "llm_error")
 """jobpred's uniform output columns (both backends); other modules prefix or select them by this name."""
@@ -47,8 +47,14 @@ VLLM_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
 
 def vllm_engine_kwargs(cfg: LLMConfig) -> dict:
     """The vLLM engine kwargs of ``cfg`` (model length, dtype, tensor parallelism, then ``cfg.engine_kwargs``),
-    for a ray.data.llm processor and for the ray.serve.llm engine replicas alike."""
-    return {"max_model_len": cfg.max_model_len, "dtype": cfg.dtype,
+    for a ray.data.llm processor and for the ray.serve.llm engine replicas alike.
+
+    ``dtype: auto`` is vLLM's own rule (the checkpoint's dtype) for a GPU engine, and for a CPU engine
+    :func:`~jobpred.models.compute_dtype` on the node that builds the processor (the driver): float32
+    where the CPU has no bf16 kernels. A cluster whose CPU nodes differ names the dtype instead."""
+    on_gpu = cfg.placement_bundles is None or any(b.get("GPU") for b in cfg.placement_bundles)
+    dtype = "auto" if cfg.dtype == "auto" and on_gpu else compute_dtype(cfg.dtype)
+    return {"max_model_len": cfg.max_model_len, "dtype": dtype,
             "tensor_parallel_size": cfg.tensor_parallel_size, **cfg.engine_kwargs}
 
 

@@ -29,6 +29,7 @@ import polars as pl
 import pyarrow as pa
 
 from jobpred.config import TrainConfig
+from jobpred.models import compute_dtype
 from jobpred.ray_utils import niceness_env
 from jobpred.rundir import RunDir
 from jobpred.schema import (
@@ -41,7 +42,6 @@ from jobpred.schema import (
 from jobpred.storage import Location, local_copy, location, write_parquet_atomic
 from jobpred.train.formats import preference_features, preference_target, sft_features
 from jobpred.train.objectives import Collator, reference_logps
-from jobpred.train.precision import base_dtype
 
 _IDS = pa.list_(pa.int32())
 _META = [("idx", pa.int64()), ("example_id", pa.string()), ("fits", pa.bool_()), ("dropped_jobs", pa.int32()),
@@ -158,7 +158,7 @@ class ReferenceLogps:
 
         if threads:
             torch.set_num_threads(threads)
-        base = AutoModelForCausalLM.from_pretrained(model_path, dtype=base_dtype(dtype))
+        base = AutoModelForCausalLM.from_pretrained(model_path, dtype=getattr(torch, compute_dtype(dtype)))
         self.device = torch.device(device)
         adapter_dir = str(local_copy(location(adapter_dir)))  # on this actor's node
         self.model = PeftModel.from_pretrained(base, adapter_dir).to(self.device).eval()

@@ -38,10 +38,10 @@ import time
 from pathlib import Path
 
 from jobpred.config import TrainConfig
+from jobpred.models import compute_dtype
 from jobpred.storage import local_copy, location, scratch_dir
 from jobpred.train.data import StepPlan, read_shard, step_rows
 from jobpred.train.objectives import Collator, dpo_loss, n_items, n_rows, n_tokens, sft_loss
-from jobpred.train.precision import base_dtype
 
 _STATS = ("reward_accuracy", "reward_margin", "chosen_reward")  # DPO stats, summed per step then averaged
 CURVE_FILE = "metrics.jsonl"  # in out_dir (appended per step) and in every checkpoint (the curve up to it)
@@ -227,7 +227,7 @@ def build_model(spec: dict, tc: TrainConfig):
     from peft import LoraConfig, PeftModel, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    base = AutoModelForCausalLM.from_pretrained(spec["model_path"], dtype=base_dtype(tc.dtype))
+    base = AutoModelForCausalLM.from_pretrained(spec["model_path"], dtype=getattr(torch, compute_dtype(tc.dtype)))
     if tc.gradient_checkpointing:
         base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if spec.get("init_adapter"):
