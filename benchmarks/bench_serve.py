@@ -201,7 +201,7 @@ def _jobpred_server(args_run: Path, port: int, overrides: list[str], log: Path) 
 
 
 def _vllm_server(cfg, run: Path, port: int, log: Path) -> subprocess.Popen:
-    from jobpred.llm.engine import vllm_engine_kwargs
+    from jobpred.llm.engine import lora_engine_kwargs, vllm_engine_kwargs
     from jobpred.models import resolve_model
     from jobpred.serving.deployment import engine_settings
 
@@ -214,7 +214,7 @@ def _vllm_server(cfg, run: Path, port: int, log: Path) -> subprocess.Popen:
            "--served-model-name", BASE, "--max-model-len", str(engine.max_model_len), "--dtype", vllm_engine_kwargs(engine)["dtype"],
            "--max-num-seqs", str(kw.get("max_num_seqs", 64)),
            "--max-num-batched-tokens", str(kw.get("max_num_batched_tokens", 4096)),
-           "--enable-lora", "--max-lora-rank", "8", "--max-loras", str(cfg.serve.max_adapters_per_replica),
+           "--enable-lora", "--max-lora-rank", str(lora_engine_kwargs(cfg.train.lora.rank, 1)["max_lora_rank"]), "--max-loras", str(cfg.serve.max_adapters_per_replica),
            "--lora-modules", f"{PREDICTOR}={run / 'adapters' / PREDICTOR}"]
     cmd += ["--enforce-eager"] if kw.get("enforce_eager") else []
     cmd += ["--no-enable-chunked-prefill"] if kw.get("enable_chunked_prefill") is False else []
