@@ -53,19 +53,11 @@ def _vllm(prompts: list, dtype: str, new_tokens: int) -> dict:
 def _matmul() -> dict:
     import torch
 
+    from benchmarks.bench_reasons import _matmul as matmul_rates
     from jobpred.models import compute_dtype
 
-    torch.set_num_threads(os.cpu_count())
-    out = {"bf16_kernels": bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()), "auto": compute_dtype("auto")}
-    for dtype in DTYPES:
-        a, b = (torch.randn(2048, 2048, dtype=getattr(torch, dtype)) for _ in range(2))
-        a @ b
-        iters, t = 0, time.perf_counter()
-        while time.perf_counter() - t < 3:
-            a @ b
-            iters += 1
-        out[f"{dtype}_gflops"] = round(2 * 2048**3 * iters / (time.perf_counter() - t) / 1e9, 1)
-    return out
+    return {"bf16_kernels": bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()), "auto": compute_dtype("auto"),
+            **matmul_rates()}
 
 
 def main() -> None:
@@ -94,8 +86,8 @@ def main() -> None:
     by = {r["path"].rsplit(", ", 1)[1]: r for r in rows}
     for r in rows:
         r["vs_float32"] = round(r["tokens_per_s"] / by["float32"]["tokens_per_s"], 2)
-    print(f"bf16 kernels: {mm['bf16_kernels']}, dtype auto: {mm['auto']}; matmul bf16 {mm['bfloat16_gflops']} "
-          f"GFLOP/s, float32 {mm['float32_gflops']}", file=sys.stderr)
+    print(f"bf16 kernels: {mm['bf16_kernels']}, dtype auto: {mm['auto']}; matmul bf16 {mm['bf16_gflops']} "
+          f"GFLOP/s, float32 {mm['fp32_gflops']}", file=sys.stderr)
     print(markdown_table(rows))
     payload = {"machine": machine(), "matmul": mm, "rows": rows, "prompts": args.prompts,
                "new_tokens": args.new_tokens}
