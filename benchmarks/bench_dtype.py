@@ -1,7 +1,7 @@
 """Which dtype this CPU computes in: torch matmul and vLLM generation in bf16 against float32.
 
 Run as:
-    python -m benchmarks.bench_dtype                   # ~8 minutes on a 2-core AVX2 CPU (bf16 is the slow half)
+    python -m benchmarks.bench_dtype                   # ~11 minutes on a 2-core AVX2 CPU (bf16 is the slow half: ~1 min per bf16 matmul)
     python -m benchmarks.bench_dtype --prompts 64 --new-tokens 48
 
 `dtype: auto` (an engine's and train.dtype: jobpred.models.compute_dtype) picks bf16 only where oneDNN has
