@@ -11,10 +11,10 @@ behind them, are in ``docs/config.md``, one part per section.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 
 class _Section(BaseModel):
@@ -125,6 +125,14 @@ class HttpEndpointConfig(_Section):
     json_schema: bool = Field(True, description="Send the judge's JSON schema as response_format when supported.")
 
 
+def _number_as_text(value: object) -> object:
+    # YAML and the command line read VLLM_CPU_KVCACHE_SPACE=2 as a number; an environment variable is text
+    return str(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+
+
+EnvValue = Annotated[str, BeforeValidator(_number_as_text)]
+
+
 class LLMConfig(_Section):
     """One model behind `ray.data.llm`: local vLLM engine replicas, or an HTTP endpoint."""
 
@@ -151,7 +159,7 @@ class LLMConfig(_Section):
         default_factory=dict, description="More vLLM engine arguments (e.g. max_num_seqs); they override the above.")
     chat_template_kwargs: dict | None = Field(
         None, description="Passed to apply_chat_template, e.g. {enable_thinking: false} for Qwen3.")
-    env: dict[str, str] = Field(
+    env: dict[str, EnvValue] = Field(
         default_factory=lambda: {"VLLM_CPU_KVCACHE_SPACE": "2"},
         description="Environment variables of the engine actors (VLLM_CPU_KVCACHE_SPACE: CPU KV cache, GiB).")
     http: HttpEndpointConfig = Field(default_factory=HttpEndpointConfig, description="Used by backend http.")

@@ -63,6 +63,14 @@ def test_dotted_overrides_are_typed():
     assert cfg.model == "/models/x"
 
 
+def test_an_engine_env_value_given_as_a_number_is_text_and_a_boolean_is_an_error():
+    cfg = load_config(None, ["reasons.teacher.env.VLLM_CPU_NUM_OF_RESERVED_CPU=0",
+                             "reasons.teacher.env.VLLM_CPU_KVCACHE_SPACE=1.5"])
+    assert cfg.reasons.teacher.env == {"VLLM_CPU_NUM_OF_RESERVED_CPU": "0", "VLLM_CPU_KVCACHE_SPACE": "1.5"}
+    with pytest.raises(ValidationError, match=r"reasons\.teacher\.env\.X"):
+        load_config(None, ["reasons.teacher.env.X=true"])
+
+
 def test_unknown_keys_and_bad_values_are_errors(tmp_path):
     with pytest.raises(ValidationError, match="histroy_max_jobs"):
         load_config(None, ["prepare.histroy_max_jobs=3"])
