@@ -10,7 +10,8 @@ first if they are not). Each variant gets a copy of it under ``--out/NAME`` (inp
 the stay and Markov baselines, with the variant's overrides on both commands. The table (Markdown on
 stdout, JSON beside it in ``--out/sweep.json``): strict AccEM / AccRM of joint, the share of its first
 choices from the model, the last training step's loss, train seconds, and each variant minus the first,
-paired, with a bootstrap 95% CI. The test split is never read.
+paired, with a bootstrap 95% CI. The test split is never read. A variant whose run finished before with the
+same overrides is reused, so a sweep that was stopped, or one given a further variant, trains only what is new.
 """
 
 from __future__ import annotations
@@ -77,11 +78,17 @@ def main(argv: list[str] | None = None) -> None:
         name, _, overrides = spec.partition("=")
         run = (args.out / name).resolve()
         extra = shlex.split(overrides)
+        done = run / "sweep-variant.json"  # written last: a variant with it is finished and reused as it is
+        if done.exists() and json.loads(done.read_text())["overrides"] == extra:
+            results.append(json.loads(done.read_text()))
+            print(f"sweep: {name} done before, reused ({done})", flush=True)
+            continue
         _variant_run(args.base.resolve(), run)
         train_s = _jobpred("train", "--config", args.config, "--run", str(run), "--mode", "joint", *extra)
         eval_s = _jobpred("evaluate", "--config", args.config, "--run", str(run), *EVAL, *extra)
         results.append({"name": name, "overrides": extra, "run": str(run), "train_s": round(train_s, 1),
                         "evaluate_s": round(eval_s, 1), "last_loss": _last_loss(run)})
+        done.write_text(json.dumps(results[-1], indent=2) + "\n")
         print(f"sweep: {name} trained in {train_s:.0f} s, evaluated in {eval_s:.0f} s", flush=True)
     print("\n".join(_table(results, args.bootstrap)))
     (args.out / "sweep.json").write_text(json.dumps(results, indent=2) + "\n")
