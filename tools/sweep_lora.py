@@ -11,7 +11,8 @@ the stay and Markov baselines, with the variant's overrides on both commands. Th
 stdout, JSON beside it in ``--out/sweep.json``): strict AccEM / AccRM of joint, the share of its first
 choices from the model, the last training step's loss, train seconds, and each variant minus the first,
 paired, with a bootstrap 95% CI. The test split is never read. A variant whose run finished before with the
-same overrides is reused, so a sweep that was stopped, or one given a further variant, trains only what is new.
+same overrides is reused, so a sweep that was stopped, or one given a further variant, trains only what is new
+(the base is not compared: a sweep over another base needs another ``--out``).
 """
 
 from __future__ import annotations
@@ -79,8 +80,9 @@ def main(argv: list[str] | None = None) -> None:
         run = (args.out / name).resolve()
         extra = shlex.split(overrides)
         done = run / "sweep-variant.json"  # written last: a variant with it is finished and reused as it is
-        if done.exists() and json.loads(done.read_text())["overrides"] == extra:
-            results.append(json.loads(done.read_text()))
+        before = json.loads(done.read_text()) if done.exists() else None
+        if before is not None and before["overrides"] == extra:
+            results.append(before)
             print(f"sweep: {name} done before, reused ({done})", flush=True)
             continue
         _variant_run(args.base.resolve(), run)
